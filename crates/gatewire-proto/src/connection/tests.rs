@@ -1,0 +1,604 @@
+//! Deterministic in-memory pair tests with a fake clock.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::codec::Frame;
+use crate::frame::{FrameError, Header};
+
+fn bytes_of(frame: &Frame) -> Vec<u8> {
+    let mut v = Vec::new();
+    frame.encode_to(&mut v);
+    v
+}
+
+/// Two connections wired back to back with a fake clock.
+struct Pair {
+    client: Connection,
+    server: Connection,
+    now: Instant,
+    client_events: Vec<Event>,
+    server_events: Vec<Event>,
+    /// Frames written by each side, in order.
+    client_sent: Vec<Frame>,
+    server_sent: Vec<Frame>,
+    auto_accept: bool,
+}
+
+impl Pair {
+    fn new() -> Self {
+        Self::with(Config::client(), Config::server())
+    }
+
+    fn with(client: Config, server: Config) -> Self {
+        let now = Instant::ZERO;
+        let mut p = Self {
+            client: Connection::new(client, now),
+            server: Connection::new(server, now),
+            now,
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+            client_sent: Vec::new(),
+            server_sent: Vec::new(),
+            auto_accept: true,
+        };
+        p.drive();
+        p
+    }
+
+    /// Moves frames both ways until neither side has anything to send.
+    fn drive(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(f) = self.client.poll_transmit() {
+                self.server.handle_bytes(self.now, &bytes_of(&f));
+                self.client_sent.push(f);
+                moved = true;
+            }
+            while let Some(e) = self.server.poll_event() {
+                if self.auto_accept && matches!(e, Event::HelloReceived(_)) {
+                    self.server.accept().unwrap();
+                }
+                self.server_events.push(e);
+                moved = true;
+            }
+            while let Some(f) = self.server.poll_transmit() {
+                self.client.handle_bytes(self.now, &bytes_of(&f));
+                self.server_sent.push(f);
+                moved = true;
+            }
+            while let Some(e) = self.client.poll_event() {
+                self.client_events.push(e);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now + d;
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
+        self.drive();
+    }
+
+    fn take_client(&mut self) -> Vec<Event> {
+        core::mem::take(&mut self.client_events)
+    }
+
+    fn take_server(&mut self) -> Vec<Event> {
+        core::mem::take(&mut self.server_events)
+    }
+}
+
+fn one(mut v: Vec<Event>) -> Event {
+    assert_eq!(v.len(), 1, "{v:?}");
+    v.remove(0)
+}
+
+fn raw(b: &'static [u8]) -> Message {
+    Message::new(Codec::RAW, Bytes::from_static(b))
+}
+
+fn connected() -> Pair {
+    let mut p = Pair::new();
+    assert!(p.client.is_connected() && p.server.is_connected());
+    assert!(matches!(p.take_client().as_slice(), [Event::Connected(_)]));
+    assert!(matches!(p.take_server().as_slice(), [Event::HelloReceived(_), Event::Connected(_)]));
+    p
+}
+
+#[test]
+fn handshake_exchanges_limits() {
+    let mut client = Config::client();
+    client.limits.max_frame = 4096;
+    client.compression = true;
+    let mut server = Config::server();
+    server.compression = true;
+    server.limits.max_in_flight = 7;
+    let p = Pair::with(client, server);
+    assert_eq!(p.client.peer().unwrap().limits.max_in_flight, 7);
+    assert_eq!(p.server.peer().unwrap().limits.max_frame, 4096);
+    assert!(p.client.peer().unwrap().compression);
+}
+
+#[test]
+fn unary_call_both_directions() {
+    let mut p = connected();
+    let id = p.client.send_request(5, raw(b"ping"), None).unwrap();
+    assert_eq!(id, 1);
+    p.drive();
+    let Event::Request { id: sid, method: 5, message, deadline: None } = one(p.take_server()) else {
+        panic!("expected a request")
+    };
+    assert_eq!(&message.body[..], b"ping");
+    p.server.send_response(sid, raw(b"pong")).unwrap();
+    p.drive();
+    assert_eq!(p.take_client(), vec![Event::Response { id, message: raw(b"pong") }]);
+
+    // The server calls the client; its ids are even.
+    let sid = p.server.send_request(9, raw(b"hi"), None).unwrap();
+    assert_eq!(sid, 2);
+    p.drive();
+    let Event::Request { id: cid, .. } = one(p.take_client()) else { panic!() };
+    p.client.send_error(cid, ErrorCode::UNKNOWN_METHOD, ErrorInfo::default()).unwrap();
+    p.drive();
+    assert!(matches!(
+        p.take_server().as_slice(),
+        [Event::CallFailed { id: 2, code: ErrorCode::UNKNOWN_METHOD, side: Side::Remote, .. }]
+    ));
+    assert_eq!(p.client.table_len() + p.server.table_len(), 0);
+}
+
+#[test]
+fn many_calls_in_flight_complete_out_of_order() {
+    let mut client = Config::client();
+    client.limits.max_in_flight = 1000;
+    let mut server = Config::server();
+    server.limits.max_in_flight = 1000;
+    let mut p = Pair::with(client, server);
+    p.take_client();
+    p.take_server();
+    let ids: Vec<_> = (0..1000u32)
+        .map(|i| p.client.send_request(1, Message::new(Codec::RAW, i.to_le_bytes().to_vec()), None).unwrap())
+        .collect();
+    p.drive();
+    let reqs: Vec<_> = p.take_server();
+    assert_eq!(reqs.len(), 1000);
+    for e in reqs.into_iter().rev() {
+        let Event::Request { id, message, .. } = e else { panic!() };
+        p.server.send_response(id, message).unwrap();
+    }
+    p.drive();
+    let mut got: Vec<_> = p
+        .take_client()
+        .into_iter()
+        .map(|e| match e {
+            Event::Response { id, message } => {
+                assert_eq!(message.body.as_ref(), &((id - 1) / 2).to_le_bytes());
+                id
+            }
+            e => panic!("{e:?}"),
+        })
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, ids);
+    assert_eq!(p.client.table_len(), 0);
+    assert_eq!(p.server.calls_in_flight(), (0, 0));
+}
+
+#[test]
+fn in_flight_limit_blocks_the_sender_then_unblocks() {
+    let mut server = Config::server();
+    server.limits.max_in_flight = 2;
+    let mut p = Pair::with(Config::client(), server);
+    p.take_client();
+    p.take_server();
+    p.client.send_request(1, raw(b"a"), None).unwrap();
+    p.client.send_request(1, raw(b"b"), None).unwrap();
+    assert_eq!(p.client.send_request(1, raw(b"c"), None), Err(SendError::Blocked));
+    p.drive();
+    let Event::Request { id, .. } = p.take_server().remove(0) else { panic!() };
+    p.server.send_response(id, raw(b"")).unwrap();
+    p.drive();
+    let ev = p.take_client();
+    assert!(ev.contains(&Event::Writable { id: None }), "{ev:?}");
+    p.client.send_request(1, raw(b"c"), None).unwrap();
+}
+
+#[test]
+fn large_messages_are_fragmented_and_reassembled() {
+    let mut client = Config::client();
+    client.limits.max_message = 3 << 20;
+    let mut server = Config::server();
+    server.limits.max_message = 3 << 20;
+    server.limits.connection_credit = 4 << 20;
+    let mut p = Pair::with(client, server);
+    p.take_client();
+    p.take_server();
+    let body: Vec<u8> = (0..(3 << 20)).map(|i| (i % 251) as u8).collect();
+    let id = p.client.send_request(1, Message::new(Codec::RAW, body.clone()), None).unwrap();
+    p.drive();
+    let Event::Request { id: sid, message, .. } = p.take_server().remove(0) else { panic!() };
+    assert_eq!(message.body.len(), body.len());
+    assert!(message.body == body);
+    let frames = p.client_sent.iter().filter(|f| f.header.id == id).count();
+    assert_eq!(frames, (3 << 20) / (64 * 1024));
+    p.server.send_response(sid, Message::new(Codec::RAW, body.clone())).unwrap();
+    p.drive();
+    assert!(matches!(&p.take_client()[..], [Event::Response { message, .. }] if message.body == body));
+}
+
+#[test]
+fn small_call_overtakes_bulk_transfer() {
+    let mut p = connected();
+    let big = vec![7u8; 1 << 20];
+    p.client.send_request(1, Message::new(Codec::RAW, big), None).unwrap();
+    let small = p.client.send_request(2, raw(b"x"), None).unwrap();
+    let first = p.client.poll_transmit().unwrap();
+    let second = p.client.poll_transmit().unwrap();
+    assert_eq!(first.header.flags, Flags::MORE);
+    assert_eq!(second.header.id, small, "the small call waits behind one fragment only");
+}
+
+#[test]
+fn stream_credit_backpressure() {
+    let mut server = Config::server();
+    server.limits.initial_stream_credit = 1000;
+    let mut p = Pair::with(Config::client(), server);
+    p.take_client();
+    p.take_server();
+    let id = p.client.open_stream(3, raw(b""), None, false).unwrap();
+    p.drive();
+    assert!(matches!(p.take_server().as_slice(), [Event::StreamOpened { method: 3, end: false, .. }]));
+    let chunk = Message::new(Codec::RAW, vec![1u8; 400]);
+    p.client.send_stream_data(id, chunk.clone(), false).unwrap();
+    p.client.send_stream_data(id, chunk.clone(), false).unwrap();
+    p.client.send_stream_data(id, chunk.clone(), false).unwrap();
+    // 1200 bytes accepted against 1000 of credit: the next send is blocked.
+    assert_eq!(p.client.send_stream_data(id, chunk.clone(), false), Err(SendError::Blocked));
+    p.drive();
+    let got: usize = p
+        .take_server()
+        .iter()
+        .map(|e| match e {
+            Event::StreamData { message, .. } => message.body.len(),
+            e => panic!("{e:?}"),
+        })
+        .sum();
+    // The third message went out as far as credit allowed (200 bytes) and
+    // waits in reassembly.
+    assert_eq!(got, 800);
+    assert_eq!(p.client.stream_send_credit(id), Some(0));
+    p.server.grant_credit(id, 1000).unwrap();
+    p.drive();
+    assert!(p.take_client().contains(&Event::Writable { id: Some(id) }));
+    let got: usize = p
+        .take_server()
+        .iter()
+        .map(|e| if let Event::StreamData { message, .. } = e { message.body.len() } else { 0 })
+        .sum();
+    assert_eq!(got, 400);
+    p.client.send_stream_data(id, chunk, true).unwrap();
+    p.drive();
+    let ev = p.take_server();
+    assert!(matches!(ev.last(), Some(Event::StreamData { end: true, .. })));
+    p.server.send_stream_data(id, raw(b"done"), true).unwrap();
+    p.drive();
+    assert!(matches!(p.take_client().as_slice(), [Event::StreamData { end: true, .. }]));
+    assert_eq!(p.client.table_len() + p.server.table_len(), 0);
+}
+
+#[test]
+fn cancel_reaches_handler_and_slot_is_held_until_it_ends() {
+    let mut server = Config::server();
+    server.limits.max_in_flight = 1;
+    let mut p = Pair::with(Config::client(), server);
+    p.take_client();
+    p.take_server();
+    let id = p.client.send_request(1, raw(b"slow"), None).unwrap();
+    p.drive();
+    assert!(matches!(p.take_server().as_slice(), [Event::Request { .. }]));
+    p.client.cancel(id).unwrap();
+    p.drive();
+    assert_eq!(p.take_server(), vec![Event::Cancelled { id, code: ErrorCode::CANCELLED }]);
+    assert_eq!(p.server.calls_in_flight(), (0, 1), "the cancelled handler still holds its slot");
+    // The client may open again (its own count dropped), but the server refuses
+    // while the cancelled handler runs.
+    let id2 = p.client.send_request(1, raw(b"next"), None).unwrap();
+    p.drive();
+    assert!(
+        matches!(p.take_client().as_slice(), [Event::CallFailed { id, code: ErrorCode::REFUSED, .. }] if *id == id2)
+    );
+    p.server.send_error(id, ErrorCode::CANCELLED, ErrorInfo::default()).unwrap();
+    assert_eq!(p.server.calls_in_flight(), (0, 0));
+    p.drive();
+    assert!(p.take_client().is_empty(), "nothing is sent for a cancelled call");
+    assert_eq!(p.server.table_len(), 0);
+}
+
+#[test]
+fn deadline_fails_caller_and_cancels_handler() {
+    let mut p = connected();
+    let id = p.client.send_request(1, raw(b"x"), Some(Duration::from_millis(100))).unwrap();
+    p.drive();
+    assert!(
+        matches!(p.take_server().as_slice(), [Event::Request { deadline: Some(d), .. }] if *d == Duration::from_millis(100))
+    );
+    assert_eq!(p.client.poll_timeout(), Some(Instant::from_millis(100)));
+    p.advance(Duration::from_millis(100));
+    assert!(matches!(
+        p.take_client().as_slice(),
+        [Event::CallFailed { code: ErrorCode::DEADLINE_EXCEEDED, side: Side::Local, .. }]
+    ));
+    assert_eq!(p.take_server(), vec![Event::Cancelled { id, code: ErrorCode::DEADLINE_EXCEEDED }]);
+    // A late answer sends nothing.
+    p.server.send_response(id, raw(b"late")).unwrap();
+    p.drive();
+    assert!(p.take_client().is_empty());
+    assert_eq!(p.client.table_len() + p.server.table_len(), 0);
+}
+
+#[test]
+fn keepalive_detects_a_silent_peer() {
+    let mut p = connected();
+    let interval = Duration::from_secs(20);
+    p.advance(interval);
+    assert!(p.client_sent.iter().any(|f| f.header.ty == FrameType::PING));
+    // A live peer answers and nothing happens.
+    assert!(p.client.is_connected());
+    // Now the server goes silent: frames from the client are dropped.
+    p.now = p.now + interval;
+    p.client.handle_timeout(p.now);
+    let ping = p.client.poll_transmit().unwrap();
+    assert_eq!(ping.header.ty, FrameType::PING);
+    p.now = p.now + Duration::from_secs(20);
+    p.client.handle_timeout(p.now);
+    assert!(p.client.is_closed());
+    let mut events = Vec::new();
+    while let Some(e) = p.client.poll_event() {
+        events.push(e);
+    }
+    assert_eq!(events, vec![Event::Closed { error: Some(ConnectionError::Timeout("keepalive")) }]);
+}
+
+#[test]
+fn graceful_shutdown_lets_calls_finish_and_refuses_late_ones() {
+    let mut p = connected();
+    let a = p.client.send_request(1, raw(b"a"), None).unwrap();
+    p.drive();
+    let Event::Request { id: sa, .. } = one(p.take_server()) else { panic!() };
+    p.server.close(ErrorCode::NO_ERROR, Some("restart"));
+    // A call the client opens before it sees the GOAWAY.
+    let b = p.client.send_request(1, raw(b"b"), None).unwrap();
+    p.drive();
+    // Phase 1 (last = MAX) lets b through; the PING round trip moves to phase 2.
+    let goaways: Vec<_> =
+        p.server_sent.iter().filter(|f| f.header.ty == FrameType::GOAWAY).map(|f| f.header.id).collect();
+    assert_eq!(goaways, vec![u32::MAX, b]);
+    let ev = p.take_server();
+    let [Event::Request { id: sb, .. }] = ev.as_slice() else { panic!("{ev:?}") };
+    assert_eq!(p.client.send_request(1, raw(b"c"), None), Err(SendError::Closing));
+    p.server.send_response(sa, raw(b"ra")).unwrap();
+    p.server.send_response(*sb, raw(b"rb")).unwrap();
+    p.drive();
+    let ev = p.take_client();
+    assert!(ev.contains(&Event::Response { id: a, message: raw(b"ra") }));
+    assert!(ev.contains(&Event::Response { id: b, message: raw(b"rb") }));
+    assert!(p.server.is_closed() && p.client.is_closed());
+    assert_eq!(p.server.close_error(), None);
+    assert_eq!(p.client.close_error(), None);
+}
+
+#[test]
+fn goaway_refuses_calls_above_last_id() {
+    let mut p = connected();
+    let a = p.client.send_request(1, raw(b"a"), None).unwrap();
+    p.drive();
+    p.take_server();
+    let b = p.client.send_request(1, raw(b"b"), None).unwrap();
+    // The server's final GOAWAY names `a`; `b` crossed it on the wire.
+    let goaway = Frame::new(Header::new(FrameType::GOAWAY, a, 0, 0), Bytes::new());
+    p.client.handle_bytes(p.now, &bytes_of(&goaway));
+    let mut ev = Vec::new();
+    while let Some(e) = p.client.poll_event() {
+        ev.push(e);
+    }
+    assert_eq!(
+        ev,
+        vec![
+            Event::CallFailed { id: b, code: ErrorCode::REFUSED, info: ErrorInfo::default(), side: Side::Remote },
+            Event::GoAway { last_id: a, code: ErrorCode::NO_ERROR, message: None },
+        ]
+    );
+}
+
+#[test]
+fn connection_loss_fails_everything_at_once() {
+    let mut p = connected();
+    let a = p.client.send_request(1, raw(b"a"), None).unwrap();
+    let s = p.client.open_stream(2, raw(b""), None, false).unwrap();
+    p.drive();
+    assert_eq!(p.take_server().len(), 2);
+    p.client.handle_eof(p.now);
+    let mut ev = Vec::new();
+    while let Some(e) = p.client.poll_event() {
+        ev.push(e);
+    }
+    assert!(ev.iter().any(|e| matches!(e, Event::CallFailed { id, .. } if *id == a)));
+    assert!(ev.iter().any(|e| matches!(e, Event::CallFailed { id, .. } if *id == s)));
+    assert_eq!(p.client.table_len(), 0);
+}
+
+#[test]
+fn eof_mid_frame_is_an_error() {
+    let mut p = connected();
+    p.client.handle_bytes(p.now, &[1, 0, 0]);
+    p.client.handle_eof(p.now);
+    assert!(matches!(p.client.close_error(), Some(ConnectionError::Malformed(FrameError::Truncated { .. }))));
+}
+
+fn server_after_hello() -> (Connection, Instant) {
+    server_with(Config::server())
+}
+
+fn server_with(config: Config) -> (Connection, Instant) {
+    let now = Instant::ZERO;
+    let mut client = Connection::new(Config::client(), now);
+    let mut server = Connection::new(config, now);
+    let hello = client.poll_transmit().unwrap();
+    server.handle_bytes(now, &bytes_of(&hello));
+    assert!(matches!(server.poll_event(), Some(Event::HelloReceived(_))));
+    server.accept().unwrap();
+    while server.poll_transmit().is_some() {}
+    while server.poll_event().is_some() {}
+    (server, now)
+}
+
+fn goaway_code(conn: &mut Connection) -> Option<ErrorCode> {
+    let mut code = None;
+    while let Some(f) = conn.poll_transmit() {
+        if f.header.ty == FrameType::GOAWAY {
+            code = Some(ErrorCode(f.header.arg as u16));
+        }
+    }
+    code
+}
+
+#[test]
+fn oversized_frame_is_refused_before_buffering() {
+    let (mut server, now) = server_after_hello();
+    let h = Header::new(FrameType::REQUEST, 1, 0, (1 << 20) + 1);
+    server.handle_bytes(now, &h.to_bytes());
+    assert_eq!(goaway_code(&mut server), Some(ErrorCode::TOO_LARGE));
+    assert!(server.is_closed());
+}
+
+#[test]
+fn ids_must_increase_with_peer_parity() {
+    let (mut server, now) = server_after_hello();
+    let req = |id| bytes_of(&Frame::new(Header::new(FrameType::REQUEST, id, 0, 0), Bytes::new()));
+    server.handle_bytes(now, &req(5));
+    server.handle_bytes(now, &req(3));
+    assert!(matches!(
+        server.close_error(),
+        Some(ConnectionError::Violation(Violation::IdNotIncreasing { id: 3, last: 5 }))
+    ));
+
+    let (mut server, now) = server_after_hello();
+    server.handle_bytes(now, &req(2));
+    assert!(matches!(server.close_error(), Some(ConnectionError::Violation(Violation::WrongParity { .. }))));
+}
+
+#[test]
+fn excess_calls_are_refused_not_queued() {
+    let (mut server, now) = server_after_hello();
+    for i in 0..101u32 {
+        server
+            .handle_bytes(now, &bytes_of(&Frame::new(Header::new(FrameType::REQUEST, 2 * i + 1, 0, 0), Bytes::new())));
+    }
+    let mut refused = Vec::new();
+    while let Some(f) = server.poll_transmit() {
+        if f.header.ty == FrameType::ERROR {
+            refused.push((f.header.id, f.header.arg));
+        }
+    }
+    assert_eq!(refused, vec![(201, u32::from(ErrorCode::REFUSED.0))]);
+    assert_eq!(server.calls_in_flight(), (0, 100));
+}
+
+#[test]
+fn ping_flood_pauses_input() {
+    let mut config = Config::server();
+    config.timeouts.min_ping_interval = Duration::ZERO;
+    let (mut server, now) = server_with(config);
+    let ping = bytes_of(&Frame::new(Header::new(FrameType::PING, 0, 0, 0), Bytes::from_static(&[0; 8])));
+    let flood: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 1000).collect();
+    server.handle_bytes(now, &flood);
+    // Input stops once max_pending_control PONGs wait to be written.
+    assert!(!server.wants_read());
+    assert!(!server.is_closed());
+    assert_eq!(server.read_buf().len(), ping.len() * (1000 - 64));
+    // Writing the PONGs resumes reading, a window at a time.
+    let mut pongs = 0;
+    while let Some(f) = server.poll_transmit() {
+        assert_eq!(f.header.ty, FrameType::PONG);
+        pongs += 1;
+    }
+    assert_eq!(pongs, 1000);
+    assert!(server.wants_read());
+}
+
+#[test]
+fn ping_strikes_end_in_goaway() {
+    let (mut server, now) = server_after_hello();
+    let ping = bytes_of(&Frame::new(Header::new(FrameType::PING, 0, 0, 0), Bytes::from_static(&[0; 8])));
+    for _ in 0..4 {
+        server.handle_bytes(now, &ping);
+    }
+    assert_eq!(goaway_code(&mut server), Some(ErrorCode::EXCESSIVE_LOAD));
+}
+
+#[test]
+fn credit_overflow_is_a_flow_control_error() {
+    let (mut server, now) = server_after_hello();
+    let credit = bytes_of(&Frame::new(Header::new(FrameType::CREDIT, 0, MAX_WINDOW, 0), Bytes::new()));
+    server.handle_bytes(now, &credit);
+    assert_eq!(goaway_code(&mut server), Some(ErrorCode::FLOW_CONTROL));
+}
+
+#[test]
+fn frames_before_handshake_are_violations() {
+    let mut server = Connection::new(Config::server(), Instant::ZERO);
+    server.handle_bytes(Instant::ZERO, &bytes_of(&Frame::new(Header::new(FrameType::REQUEST, 1, 0, 0), Bytes::new())));
+    assert_eq!(goaway_code(&mut server), Some(ErrorCode::PROTOCOL_VIOLATION));
+}
+
+#[test]
+fn incompatible_version_is_refused_with_a_code() {
+    let hello = Hello { min_version: 2, max_version: 3, ..Hello::default() };
+    let mut server = Connection::new(Config::server(), Instant::ZERO);
+    server.handle_bytes(
+        Instant::ZERO,
+        &bytes_of(&Frame::new(Header::new(FrameType::HELLO, 0, 0, 0), hello.encode().into())),
+    );
+    let f = server.poll_transmit().unwrap();
+    assert_eq!(f.header.ty, FrameType::HELLO_ACK);
+    assert_eq!(HelloAck::decode(&f.payload).unwrap().error_code, ErrorCode::INCOMPATIBLE);
+    assert!(server.is_closed());
+}
+
+#[test]
+fn handshake_times_out() {
+    let mut server = Connection::new(Config::server(), Instant::ZERO);
+    assert_eq!(server.poll_timeout(), Some(Instant::from_millis(10_000)));
+    server.handle_timeout(Instant::from_millis(10_000));
+    assert_eq!(server.close_error(), Some(&ConnectionError::Timeout("handshake")));
+}
+
+#[test]
+fn user_ping_reports_rtt() {
+    let mut p = connected();
+    let token = p.client.ping().unwrap();
+    let f = p.client.poll_transmit().unwrap();
+    p.now = p.now + Duration::from_millis(7);
+    p.server.handle_bytes(p.now, &bytes_of(&f));
+    p.drive();
+    assert_eq!(p.take_client(), vec![Event::Pong { token, rtt: Duration::from_millis(7) }]);
+}
+
+#[test]
+fn events_flow_one_way() {
+    let mut p = connected();
+    p.client.send_event(42, raw(b"telemetry")).unwrap();
+    p.drive();
+    assert_eq!(p.take_server(), vec![Event::Event { method: 42, message: raw(b"telemetry") }]);
+    assert!(p.take_client().is_empty());
+    assert_eq!(p.client.table_len() + p.server.table_len(), 0);
+}
