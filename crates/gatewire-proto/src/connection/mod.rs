@@ -579,18 +579,16 @@ impl Connection {
             self.fail(ConnectionError::Malformed(e));
             return;
         }
-        if self.phase != Phase::Open {
+        // Calls we opened can never be answered now: the connection is lost.
+        if self.phase != Phase::Open || self.calls.values().any(|c| c.origin == Side::Local) {
             self.fail(ConnectionError::ConnectionLost);
             return;
         }
-        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        // A half-close: calls the peer opened and fully sent may still be
+        // answered; those it was still sending are cancelled.
+        let ids: Vec<CallId> = self.calls.iter().filter(|(_, c)| c.recv_open).map(|(id, _)| *id).collect();
         for id in ids {
-            let Some(call) = self.calls.get(&id) else { continue };
-            match (call.origin, call.recv_open) {
-                (Side::Local, _) => self.fail_local_call(id, ErrorCode::UNAVAILABLE, ErrorInfo::default(), Side::Local),
-                (Side::Remote, true) => self.cancel_remote_call(id, ErrorCode::CANCELLED),
-                (Side::Remote, false) => {}
-            }
+            self.cancel_remote_call(id, ErrorCode::CANCELLED);
         }
         self.goaway_received.get_or_insert(self.last_local_id);
         self.maybe_finish();
@@ -948,8 +946,10 @@ impl Connection {
         if call.origin != Side::Local {
             return Err(ApiError::UnknownCall(id));
         }
-        self.purge_out(id);
-        if !self.is_closed() {
+        let never_sent = self.purge_out(id);
+        // A call whose opening frame never left needs no CANCEL: the peer
+        // has not seen its id.
+        if !self.is_closed() && !never_sent {
             self.push_control(FrameType::CANCEL, id, 0, Bytes::new());
         }
         self.remove_call(id);
@@ -1788,11 +1788,15 @@ impl Connection {
         }
     }
 
-    fn purge_out(&mut self, id: CallId) {
+    /// Drops every queued frame of `id`; returns whether the call's opening
+    /// frame was among them (so the peer never saw the id).
+    fn purge_out(&mut self, id: CallId) -> bool {
         let mut removed = 0u64;
+        let mut open_unsent = false;
         self.out.retain(|m| {
             if m.id == id {
                 removed += m.remaining() as u64;
+                open_unsent |= m.is_unsent_open();
                 false
             } else {
                 true
@@ -1802,6 +1806,7 @@ impl Connection {
         if let Some(call) = self.calls.get_mut(&id) {
             call.queued = 0;
         }
+        open_unsent
     }
 
     // ----- internals: output -----------------------------------------------

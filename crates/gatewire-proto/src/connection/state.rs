@@ -136,6 +136,11 @@ impl OutMessage {
         if self.started { 1 } else { self.prelude.len() }
     }
 
+    /// An opening frame (REQUEST, EVENT, STREAM_OPEN) not yet sent.
+    pub(super) fn is_unsent_open(&self) -> bool {
+        !self.started && self.ty.opens_id()
+    }
+
     pub(super) fn is_done(&self) -> bool {
         self.started && self.body.is_empty()
     }
