@@ -247,3 +247,83 @@ mod tests {
         let _ = Flags::NONE;
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::frame::{Codec, Flags, FrameType};
+
+    /// Frames that pass the header rules, of every defined type.
+    fn frame() -> impl Strategy<Value = Frame> {
+        (1u8..=0x0E, any::<u8>(), any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..300)).prop_map(
+            |(ty, codec, id, arg, mut payload)| {
+                let ty = FrameType(ty);
+                let mut h = Header::new(ty, id.max(1), arg, 0);
+                h.flags = Flags(ty.allowed_flags().0 & codec);
+                if ty.is_message() {
+                    h.codec = Codec(codec);
+                }
+                match ty {
+                    FrameType::HELLO | FrameType::HELLO_ACK | FrameType::PING | FrameType::PONG => h.id = 0,
+                    _ => {}
+                }
+                match ty {
+                    FrameType::ERROR | FrameType::GOAWAY => h.arg &= 0xFFFF,
+                    FrameType::CREDIT => h.arg = h.arg.max(1),
+                    FrameType::REQUEST | FrameType::EVENT | FrameType::STREAM_OPEN => {}
+                    _ => h.arg = 0,
+                }
+                match ty {
+                    FrameType::PING | FrameType::PONG => payload.resize(8, 0),
+                    FrameType::CREDIT | FrameType::CANCEL => payload.clear(),
+                    FrameType::CONTINUATION if payload.is_empty() => payload.push(0),
+                    _ => {}
+                }
+                Frame::new(h, Bytes::from(payload))
+            },
+        )
+    }
+
+    fn decode_chunked(wire: &[u8], cuts: &[usize]) -> Result<Vec<Frame>, FrameError> {
+        let mut dec = FrameDecoder::new(1024);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+        points.sort_unstable();
+        points.push(wire.len());
+        for end in points {
+            buf.extend_from_slice(&wire[start..end.max(start)]);
+            start = end.max(start);
+            while let Some(f) = dec.decode(&mut buf)? {
+                out.push(f);
+            }
+        }
+        dec.decode_eof(&buf)?;
+        Ok(out)
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_any_split(frames in proptest::collection::vec(frame(), 0..20), cuts in proptest::collection::vec(any::<usize>(), 0..30)) {
+            let mut wire = Vec::new();
+            for f in &frames {
+                f.header.validate().unwrap();
+                f.encode_to(&mut wire);
+            }
+            prop_assert_eq!(decode_chunked(&wire, &[]).unwrap(), frames.clone());
+            prop_assert_eq!(decode_chunked(&wire, &cuts).unwrap(), frames.clone());
+            let byte_by_byte: Vec<usize> = (0..wire.len()).collect();
+            prop_assert_eq!(decode_chunked(&wire, &byte_by_byte).unwrap(), frames);
+        }
+
+        #[test]
+        fn arbitrary_bytes_decode_the_same_however_split(wire in proptest::collection::vec(any::<u8>(), 0..400), cuts in proptest::collection::vec(any::<usize>(), 0..30)) {
+            let whole = decode_chunked(&wire, &[]);
+            let split = decode_chunked(&wire, &cuts);
+            prop_assert_eq!(whole, split);
+        }
+    }
+}

@@ -7,9 +7,7 @@ use gatewire_proto::frame::MAX_FRAME_CEILING;
 use gatewire_proto::{ErrorCode, FrameDecoder, FrameType, Header};
 use serde_json::{Map, Value, json};
 
-use crate::json::{
-    error_info_json, frame_error_json, goaway_json, hello_ack_json, hello_json, hx, raw_frame_json,
-};
+use crate::json::{error_info_json, frame_error_json, goaway_json, hello_ack_json, hello_json, hx, raw_frame_json};
 use crate::model::{ConfigJson, ControlCase, Conversation, FrameCase, SideJson, StateJson, Step};
 
 /// Encodes one frame.
@@ -69,10 +67,20 @@ pub fn frame_cases() -> Vec<FrameCase> {
             v.push(frame_case(&format!("flag_{t}_bit{bit}"), "each flag bit on each type", m, &b));
         }
     }
-    v.push(frame_case("extension_with_flags", "extension types carry any flags and are passed on", m, &frame_bytes(0x80, 0xff, 9, 1, 2, b"ext")));
+    v.push(frame_case(
+        "extension_with_flags",
+        "extension types carry any flags and are passed on",
+        m,
+        &frame_bytes(0x80, 0xff, 9, 1, 2, b"ext"),
+    ));
     let lim = 1024u32;
     v.push(frame_case("length_zero", "an empty response", lim, &frame_bytes(4, 0, 0, 1, 0, b"")));
-    v.push(frame_case("length_max", "payload exactly at the limit", lim, &frame_bytes(4, 0, 0, 1, 0, &vec![0xab; 1024])));
+    v.push(frame_case(
+        "length_max",
+        "payload exactly at the limit",
+        lim,
+        &frame_bytes(4, 0, 0, 1, 0, &vec![0xab; 1024]),
+    ));
     v.push(frame_case(
         "length_max_plus_one",
         "one byte over the limit is rejected from the header alone",
@@ -93,10 +101,20 @@ pub fn frame_cases() -> Vec<FrameCase> {
     v.push(frame_case("credit_zero", "a zero credit grant", m, &frame_bytes(9, 0, 0, 0, 0, b"")));
     v.push(frame_case("credit_stream", "a stream credit grant", m, &frame_bytes(9, 0, 0, 5, 0x7fff_ffff, b"")));
     v.push(frame_case("error_code_over_u16", "error codes are 16-bit", m, &frame_bytes(5, 0, 0, 1, 0x1_0000, b"")));
-    v.push(frame_case("goaway_max_last", "phase-one GOAWAY names the maximum id", m, &frame_bytes(0x0D, 0, 0, u32::MAX, 0, b"")));
+    v.push(frame_case(
+        "goaway_max_last",
+        "phase-one GOAWAY names the maximum id",
+        m,
+        &frame_bytes(0x0D, 0, 0, u32::MAX, 0, b""),
+    ));
     v.push(frame_case("ping_short", "PING payload is exactly 8 bytes", m, &frame_bytes(0x0B, 0, 0, 0, 0, &[0; 7])));
     v.push(frame_case("cancel_with_payload", "CANCEL has no payload", m, &frame_bytes(0x0A, 0, 0, 1, 0, b"x")));
-    v.push(frame_case("continuation_empty", "CONTINUATION carries at least one byte", m, &frame_bytes(0x0E, 0, 0, 1, 0, b"")));
+    v.push(frame_case(
+        "continuation_empty",
+        "CONTINUATION carries at least one byte",
+        m,
+        &frame_bytes(0x0E, 0, 0, 1, 0, b""),
+    ));
     v.push(frame_case(
         "request_all_flags",
         "REQUEST with MORE, COMPRESSED and DEADLINE",
@@ -181,7 +199,12 @@ pub fn control_cases() -> Vec<ControlCase> {
         let services = fbb.create_vector(&[svc]);
         let root = gatewire_schema::control::Hello::create(
             &mut fbb,
-            &gatewire_schema::control::HelloArgs { min_version: 1, max_version: 1, services: Some(services), ..Default::default() },
+            &gatewire_schema::control::HelloArgs {
+                min_version: 1,
+                max_version: 1,
+                services: Some(services),
+                ..Default::default()
+            },
         );
         fbb.finish_minimal(root);
         fbb.finished_data().to_vec()
@@ -290,13 +313,7 @@ impl Script {
     }
 
     fn done_with(&mut self, name: &str, note: &str, client: ConfigJson, server: ConfigJson) -> Conversation {
-        Conversation {
-            name: name.into(),
-            note: note.into(),
-            client,
-            server,
-            steps: std::mem::take(&mut self.steps),
-        }
+        Conversation { name: name.into(), note: note.into(), client, server, steps: std::mem::take(&mut self.steps) }
     }
 }
 
@@ -350,7 +367,10 @@ pub fn conversations() -> Vec<Conversation> {
     s.call(C, "send_request", json!({"method": 1, "message": msg(b"x"), "deadline_ms": 250})).exchange();
     s.check(C).advance(250).exchange().check(C).check(S);
     s.call(S, "send_response", json!({"id": 1, "message": msg(b"late")})).exchange().check(S);
-    v.push(s.done("deadline", "the caller fails at the deadline; the callee cancels its handler; a late answer sends nothing"));
+    v.push(s.done(
+        "deadline",
+        "the caller fails at the deadline; the callee cancels its handler; a late answer sends nothing",
+    ));
 
     s.handshake();
     s.call(C, "send_request", json!({"method": 1, "message": msg(b"slow")})).exchange();
@@ -434,14 +454,19 @@ pub fn conversations() -> Vec<Conversation> {
     s.call(S, "send_response", json!({"id": 1, "message": msg(b"ra")}));
     s.call(S, "send_response", json!({"id": 3, "message": msg(b"rb")}));
     s.exchange().check(C).check(S);
-    v.push(s.done("graceful_shutdown", "GOAWAY(MAX)+PING, then GOAWAY(last); calls in flight finish; new calls are refused locally"));
+    v.push(s.done(
+        "graceful_shutdown",
+        "GOAWAY(MAX)+PING, then GOAWAY(last); calls in flight finish; new calls are refused locally",
+    ));
 
     s.handshake();
     s.call(C, "send_request", json!({"method": 1, "message": msg(b"a")}));
     s.call(C, "send_request", json!({"method": 1, "message": msg(b"b")}));
     s.drop_frames(C);
     s.inject(C, &frame_bytes(0x0D, 0, 0, 1, 0, b"")).events(C).check(C);
-    v.push(s.done("goaway_refuses_above_last", "calls above the GOAWAY's last id fail with REFUSED: known unprocessed"));
+    v.push(
+        s.done("goaway_refuses_above_last", "calls above the GOAWAY's last id fail with REFUSED: known unprocessed"),
+    );
 
     s.handshake();
     s.call(C, "send_request", json!({"method": 1, "message": msg(b"a")}));
@@ -480,7 +505,10 @@ pub fn conversations() -> Vec<Conversation> {
         s.inject(S, &frame_bytes(0x0B, 0, 0, 0, 0, &[0; 8]));
     }
     s.deliver(S).events(S).check(S);
-    v.push(s.done("ping_strikes", "pings closer than 5 s with nothing sent between: GOAWAY(EXCESSIVE_LOAD) after 2 strikes"));
+    v.push(s.done(
+        "ping_strikes",
+        "pings closer than 5 s with nothing sent between: GOAWAY(EXCESSIVE_LOAD) after 2 strikes",
+    ));
 
     s.handshake();
     s.call(C, "send_request", json!({"method": 1, "message": msg(b"a")})).exchange();
@@ -512,7 +540,11 @@ pub fn conversations() -> Vec<Conversation> {
     ));
 
     s.handshake();
-    s.call(C, "send_request", json!({"method": 1, "message": {"codec": 0, "body": hx(b"zstd bytes"), "uncompressed_len": 1000}}));
+    s.call(
+        C,
+        "send_request",
+        json!({"method": 1, "message": {"codec": 0, "body": hx(b"zstd bytes"), "uncompressed_len": 1000}}),
+    );
     s.exchange();
     let both = ConfigJson { compression: true, ..ConfigJson::default() };
     v.push(s.done_with(

@@ -144,7 +144,9 @@ fn ok_api<T: serde::Serialize>(r: Result<T, ApiError>) -> Value {
 fn command(c: &mut Connection, name: &str, args: &Map<String, Value>) -> Result<Value, String> {
     Ok(match name {
         "accept" => ok_api(c.accept()),
-        "refuse" => ok_api(c.refuse(parse_code(opt_str(args, "code").ok_or("missing code")?)?, opt_str(args, "message"))),
+        "refuse" => {
+            ok_api(c.refuse(parse_code(opt_str(args, "code").ok_or("missing code")?)?, opt_str(args, "message")))
+        }
         "send_request" => ok(c.send_request(arg_u32(args, "method")?, message(args)?, deadline(args))),
         "send_event" => ok(c.send_event(arg_u32(args, "method")?, message(args)?)),
         "open_stream" => {

@@ -211,7 +211,9 @@ pub fn event_json(e: &Event) -> Value {
             "type": "CallFailed", "id": id, "code": code_name(*code),
             "info": error_info_json(info), "side": side_name(*side),
         }),
-        Event::Event { method, message } => json!({"type": "Event", "method": method, "message": message_json(message)}),
+        Event::Event { method, message } => {
+            json!({"type": "Event", "method": method, "message": message_json(message)})
+        }
         Event::StreamOpened { id, method, message, end, deadline } => json!({
             "type": "StreamOpened", "id": id, "method": method, "message": message_json(message),
             "end": end, "deadline_ms": deadline_ms(*deadline),

@@ -5,7 +5,9 @@ use bytes::BytesMut;
 use gatewire_proto::control::{ErrorInfo, GoAwayInfo, Hello, HelloAck};
 use gatewire_proto::{Frame, FrameDecoder};
 use gatewire_vectors::interp::{Mode, run};
-use gatewire_vectors::json::{error_info_json, frame_error_json, goaway_json, hello_ack_json, hello_json, raw_frame_json};
+use gatewire_vectors::json::{
+    error_info_json, frame_error_json, goaway_json, hello_ack_json, hello_json, raw_frame_json,
+};
 use gatewire_vectors::model::{ControlFile, ConversationFile, FrameFile};
 use gatewire_vectors::vectors_dir;
 

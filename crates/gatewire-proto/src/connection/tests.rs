@@ -602,3 +602,289 @@ fn events_flow_one_way() {
     assert!(p.take_client().is_empty());
     assert_eq!(p.client.table_len() + p.server.table_len(), 0);
 }
+
+/// Model-based test: random commands on both sides, random partial delivery
+/// and time; afterwards every call has exactly one outcome and every table is
+/// empty.
+mod model {
+    use std::collections::{BTreeMap, VecDeque};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Request { side: bool, len: usize, deadline: Option<u64> },
+        Event { side: bool, len: usize },
+        OpenStream { side: bool, end: bool },
+        StreamData { side: bool, pick: usize, len: usize, end: bool },
+        Grant { side: bool, pick: usize, n: u32 },
+        Respond { side: bool, pick: usize, len: usize },
+        Fail { side: bool, pick: usize },
+        Cancel { side: bool, pick: usize },
+        Deliver { side: bool, frames: usize },
+        Advance { ms: u64 },
+        Ping { side: bool },
+        Close { side: bool },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<bool>(), 0usize..3000, proptest::option::of(1u64..500)).prop_map(|(side, len, deadline)| Op::Request { side, len, deadline }),
+            1 => (any::<bool>(), 0usize..3000).prop_map(|(side, len)| Op::Event { side, len }),
+            2 => (any::<bool>(), any::<bool>()).prop_map(|(side, end)| Op::OpenStream { side, end }),
+            3 => (any::<bool>(), any::<usize>(), 0usize..3000, any::<bool>()).prop_map(|(side, pick, len, end)| Op::StreamData { side, pick, len, end }),
+            2 => (any::<bool>(), any::<usize>(), 1u32..5000).prop_map(|(side, pick, n)| Op::Grant { side, pick, n }),
+            4 => (any::<bool>(), any::<usize>(), 0usize..3000).prop_map(|(side, pick, len)| Op::Respond { side, pick, len }),
+            1 => (any::<bool>(), any::<usize>()).prop_map(|(side, pick)| Op::Fail { side, pick }),
+            1 => (any::<bool>(), any::<usize>()).prop_map(|(side, pick)| Op::Cancel { side, pick }),
+            6 => (any::<bool>(), 1usize..8).prop_map(|(side, frames)| Op::Deliver { side, frames }),
+            2 => (0u64..300).prop_map(|ms| Op::Advance { ms }),
+            1 => any::<bool>().prop_map(|side| Op::Ping { side }),
+            1 => any::<bool>().prop_map(|side| Op::Close { side }),
+        ]
+    }
+
+    #[derive(Default)]
+    struct SideModel {
+        /// Unary calls we opened → outcomes seen.
+        outcomes: BTreeMap<CallId, u32>,
+        /// Streams we opened or accepted.
+        streams: Vec<CallId>,
+        /// Calls the peer opened that we must answer.
+        to_answer: Vec<CallId>,
+        closed: bool,
+    }
+
+    struct World {
+        conns: [Connection; 2],
+        wires: [VecDeque<Vec<u8>>; 2],
+        models: [SideModel; 2],
+        now: Instant,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let mut client = Config::client();
+            let mut server = Config::server();
+            for c in [&mut client, &mut server] {
+                c.limits.initial_stream_credit = 2000;
+                c.limits.max_frame = 1024;
+                c.limits.send_fragment = 700;
+                c.limits.max_in_flight = 8;
+                c.timeouts.min_ping_interval = Duration::ZERO;
+            }
+            let now = Instant::ZERO;
+            let mut w = Self {
+                conns: [Connection::new(client, now), Connection::new(server, now)],
+                wires: [VecDeque::new(), VecDeque::new()],
+                models: [SideModel::default(), SideModel::default()],
+                now,
+            };
+            w.flush(0);
+            w.deliver(0, usize::MAX);
+            w.events(1).unwrap();
+            w.deliver(1, usize::MAX);
+            w.events(0).unwrap();
+            w
+        }
+
+        fn flush(&mut self, s: usize) {
+            while let Some(f) = self.conns[s].poll_transmit() {
+                self.wires[s].push_back(bytes_of(&f));
+            }
+        }
+
+        fn events(&mut self, s: usize) -> Result<(), TestCaseError> {
+            while let Some(e) = self.conns[s].poll_event() {
+                let m = &mut self.models[s];
+                prop_assert!(!m.closed, "event after Closed: {:?}", e);
+                match e {
+                    Event::HelloReceived(_) => self.conns[s].accept().unwrap(),
+                    Event::Response { id, .. } | Event::CallFailed { id, .. } => {
+                        if let Some(n) = m.outcomes.get_mut(&id) {
+                            *n += 1;
+                            prop_assert!(*n == 1, "call {} has {} outcomes", id, n);
+                        }
+                    }
+                    Event::Request { id, .. } | Event::StreamOpened { id, .. } => {
+                        m.to_answer.push(id);
+                        if matches!(e, Event::StreamOpened { .. }) {
+                            m.streams.push(id);
+                        }
+                    }
+                    Event::Closed { .. } => m.closed = true,
+                    _ => {}
+                }
+            }
+            self.flush(s);
+            Ok(())
+        }
+
+        fn deliver(&mut self, from: usize, n: usize) {
+            let to = 1 - from;
+            for _ in 0..n {
+                let Some(bytes) = self.wires[from].pop_front() else { break };
+                self.conns[to].handle_bytes(self.now, &bytes);
+            }
+            self.flush(to);
+        }
+
+        fn check(&self) -> Result<(), TestCaseError> {
+            for s in 0..2 {
+                let c = &self.conns[s];
+                prop_assert!(c.send_credit() >= 0);
+                for id in &self.models[s].streams {
+                    if let Some(credit) = c.stream_send_credit(*id) {
+                        prop_assert!(credit >= 0, "stream {} credit {}", id, credit);
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        fn apply(&mut self, op: Op) -> Result<(), TestCaseError> {
+            let pick = |v: &Vec<CallId>, i: usize| if v.is_empty() { None } else { Some(v[i % v.len()]) };
+            match op {
+                Op::Request { side, len, deadline } => {
+                    let s = usize::from(side);
+                    let r = self.conns[s].send_request(
+                        1,
+                        Message::new(Codec::RAW, vec![1u8; len]),
+                        deadline.map(Duration::from_millis),
+                    );
+                    if let Ok(id) = r {
+                        prop_assert!(self.models[s].outcomes.insert(id, 0).is_none(), "id {} reused", id);
+                    }
+                }
+                Op::Event { side, len } => {
+                    let _ = self.conns[usize::from(side)].send_event(2, Message::new(Codec::RAW, vec![2u8; len]));
+                }
+                Op::OpenStream { side, end } => {
+                    let s = usize::from(side);
+                    if let Ok(id) = self.conns[s].open_stream(3, raw(b"open"), None, end) {
+                        self.models[s].streams.push(id);
+                    }
+                }
+                Op::StreamData { side, pick: i, len, end } => {
+                    let s = usize::from(side);
+                    if let Some(id) = pick(&self.models[s].streams, i) {
+                        let _ = self.conns[s].send_stream_data(id, Message::new(Codec::RAW, vec![3u8; len]), end);
+                    }
+                }
+                Op::Grant { side, pick: i, n } => {
+                    let s = usize::from(side);
+                    if let Some(id) = pick(&self.models[s].streams, i) {
+                        let _ = self.conns[s].grant_credit(id, n);
+                    }
+                }
+                Op::Respond { side, pick: i, len } => {
+                    let s = usize::from(side);
+                    if let Some(id) = pick(&self.models[s].to_answer, i) {
+                        let r = self.conns[s].send_response(id, Message::new(Codec::RAW, vec![4u8; len]));
+                        if matches!(r, Err(SendError::UnknownCall(_))) {
+                            // A stream: end it instead.
+                            let _ = self.conns[s].send_stream_data(id, raw(b"bye"), true);
+                        }
+                        self.models[s].to_answer.retain(|x| *x != id);
+                    }
+                }
+                Op::Fail { side, pick: i } => {
+                    let s = usize::from(side);
+                    if let Some(id) = pick(&self.models[s].to_answer, i) {
+                        let _ = self.conns[s].send_error(id, ErrorCode::INTERNAL, ErrorInfo::default());
+                        self.models[s].to_answer.retain(|x| *x != id);
+                    }
+                }
+                Op::Cancel { side, pick: i } => {
+                    let s = usize::from(side);
+                    let ids: Vec<CallId> =
+                        self.models[s].outcomes.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
+                    if let Some(id) = pick(&ids, i) {
+                        if self.conns[s].cancel(id).is_ok() {
+                            // A cancelled call reports nothing more.
+                            self.models[s].outcomes.insert(id, 1);
+                        }
+                    }
+                }
+                Op::Deliver { side, frames } => self.deliver(usize::from(side), frames),
+                Op::Advance { ms } => {
+                    self.now = self.now + Duration::from_millis(ms);
+                    for s in 0..2 {
+                        self.conns[s].handle_timeout(self.now);
+                    }
+                }
+                Op::Ping { side } => {
+                    let _ = self.conns[usize::from(side)].ping();
+                }
+                Op::Close { side } => self.conns[usize::from(side)].close(ErrorCode::NO_ERROR, None),
+            }
+            for s in 0..2 {
+                self.flush(s);
+                self.events(s)?;
+            }
+            self.check()
+        }
+
+        /// Answers everything, then shuts both sides down and runs until
+        /// both are closed.
+        fn finish(&mut self) -> Result<(), TestCaseError> {
+            for round in 0..400 {
+                for s in 0..2 {
+                    for id in core::mem::take(&mut self.models[s].to_answer) {
+                        if self.conns[s].send_response(id, raw(b"end")).is_err() {
+                            let _ = self.conns[s].send_stream_data(id, raw(b""), true);
+                        }
+                    }
+                    for id in self.models[s].streams.clone() {
+                        let _ = self.conns[s].grant_credit(id, 1 << 20);
+                        let _ = self.conns[s].finish(id);
+                    }
+                    if round == 5 {
+                        self.conns[s].close(ErrorCode::NO_ERROR, None);
+                    }
+                    self.flush(s);
+                }
+                self.deliver(0, usize::MAX);
+                self.deliver(1, usize::MAX);
+                for s in 0..2 {
+                    self.events(s)?;
+                }
+                if self.conns.iter().all(Connection::is_closed) {
+                    break;
+                }
+                if round > 10 {
+                    self.now = self.now + Duration::from_secs(1);
+                    for s in 0..2 {
+                        self.conns[s].handle_timeout(self.now);
+                    }
+                }
+            }
+            for s in 0..2 {
+                self.events(s)?;
+                let c = &self.conns[s];
+                prop_assert!(c.is_closed(), "side {} not closed", s);
+                prop_assert_eq!(c.table_len(), 0);
+                prop_assert_eq!(c.calls_in_flight(), (0, 0));
+                for (id, n) in &self.models[s].outcomes {
+                    prop_assert_eq!(*n, 1, "call {} on side {} has {} outcomes", id, s, n);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+        #[test]
+        fn no_call_lost_or_duplicated(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut w = World::new();
+            prop_assert!(w.conns[0].is_connected() && w.conns[1].is_connected());
+            for op in ops {
+                w.apply(op)?;
+            }
+            w.finish()?;
+        }
+    }
+}

@@ -26,7 +26,10 @@ fn main() -> ExitCode {
         }
     }
     if !stale.is_empty() {
-        eprintln!("error: stale vectors in tests/vectors: {}; run `cargo xtask vectors` and review the diff", stale.join(", "));
+        eprintln!(
+            "error: stale vectors in tests/vectors: {}; run `cargo xtask vectors` and review the diff",
+            stale.join(", ")
+        );
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
