@@ -278,8 +278,8 @@ pub enum FrameError {
         /// Offending id.
         id: u32,
     },
-    /// A non-zero `arg` where the type defines none, a zero credit, or an
-    /// error code above `u16::MAX`.
+    /// A non-zero `arg` where the type defines none, a zero credit, an ERROR
+    /// with code `NO_ERROR`, or an error code above `u16::MAX`.
     #[error("arg {arg} not allowed on {ty}")]
     InvalidArg {
         /// Frame type.
@@ -421,7 +421,8 @@ impl Header {
         }
         let arg_ok = match ty {
             FrameType::REQUEST | FrameType::EVENT | FrameType::STREAM_OPEN => true,
-            FrameType::ERROR | FrameType::GOAWAY => self.arg <= u32::from(u16::MAX),
+            FrameType::ERROR => self.arg != 0 && self.arg <= u32::from(u16::MAX),
+            FrameType::GOAWAY => self.arg <= u32::from(u16::MAX),
             FrameType::CREDIT => self.arg != 0,
             _ => self.arg == 0,
         };

@@ -63,7 +63,7 @@ pub struct Limits {
     /// threshold refund their length. Default 25,600. GOAWAY(EXCESSIVE_LOAD).
     pub small_frame_budget: u32,
     /// CREDIT frames the peer may send per message frame we send, accumulated
-    /// up to 100. Default 10. GOAWAY(EXCESSIVE_LOAD).
+    /// up to ten times this value. Default 10. GOAWAY(EXCESSIVE_LOAD).
     pub credit_frames_per_data: u32,
     /// PINGs arriving sooner than [`Timeouts::min_ping_interval`] after the
     /// previous one, with no message sent in between, before GOAWAY
@@ -134,6 +134,12 @@ impl Limits {
         check("max_send_queue", self.max_send_queue, 1, u64::MAX)?;
         check("max_pending_control", self.max_pending_control.into(), 4, u64::from(u32::MAX))?;
         check("max_local_id", self.max_local_id.into(), 2, u64::from(u32::MAX))?;
+        let any = u64::from(u32::MAX);
+        check("early_cancel_budget", self.early_cancel_budget.into(), 1, any)?;
+        check("error_reset_budget", self.error_reset_budget.into(), 1, any)?;
+        check("stray_frame_budget", self.stray_frame_budget.into(), 1, any)?;
+        check("small_frame_budget", self.small_frame_budget.into(), 1, any)?;
+        check("credit_frames_per_data", self.credit_frames_per_data.into(), 1, any)?;
         Ok(())
     }
 }

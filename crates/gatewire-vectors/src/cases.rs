@@ -100,6 +100,12 @@ pub fn frame_cases() -> Vec<FrameCase> {
     v.push(frame_case("response_with_arg", "arg must be zero where unused", m, &frame_bytes(4, 0, 0, 1, 9, b"")));
     v.push(frame_case("credit_zero", "a zero credit grant", m, &frame_bytes(9, 0, 0, 0, 0, b"")));
     v.push(frame_case("credit_stream", "a stream credit grant", m, &frame_bytes(9, 0, 0, 5, 0x7fff_ffff, b"")));
+    v.push(frame_case(
+        "error_code_zero",
+        "ERROR needs a code other than NO_ERROR",
+        m,
+        &frame_bytes(5, 0, 0, 1, 0, b""),
+    ));
     v.push(frame_case("error_code_over_u16", "error codes are 16-bit", m, &frame_bytes(5, 0, 0, 1, 0x1_0000, b"")));
     v.push(frame_case(
         "goaway_max_last",
@@ -557,6 +563,13 @@ pub fn conversations() -> Vec<Conversation> {
     s.handshake();
     s.drop_frames(C).inject(S, &frame_bytes(3, 0x02, 0, 1, 1, &[10, 0, 0, 0, 1, 2])).deliver(S).events(S);
     v.push(s.done("compression_not_negotiated", "COMPRESSED without negotiation is a violation"));
+
+    s.handshake();
+    s.drop_frames(C).inject(S, &frame_bytes(3, 0x01, 0, 1, 1, b"first part")).check(S);
+    s.advance(30_000).deliver(S).events(S).check(S);
+    v.push(
+        s.done("unfinished_message_times_out", "a fragmented message must complete within the partial-frame timeout"),
+    );
 
     s.handshake();
     s.call(C, "ping", json!({})).deliver(C).advance(5).deliver(S).events(C);

@@ -51,6 +51,9 @@ pub enum Violation {
     /// The server chose a version the client did not offer.
     #[error("server chose version {0}, which was not offered")]
     VersionNotOffered(u16),
+    /// The peer advertised a limit below the protocol minimum.
+    #[error("advertised limit {0} below the protocol minimum")]
+    InvalidPeerLimit(&'static str),
     /// A GOAWAY raised the last id of an earlier one.
     #[error("GOAWAY last id {last} above the previous {previous}")]
     GoAwayIncreased {
@@ -133,7 +136,10 @@ impl ConnectionError {
         match self {
             Self::Malformed(e) => e.code(),
             Self::Control(_) | Self::Violation(_) => ErrorCode::PROTOCOL_VIOLATION,
-            Self::LimitExceeded { .. } => ErrorCode::TOO_LARGE,
+            Self::LimitExceeded { limit, .. } => match *limit {
+                "max_message" | "max_fragments" | "max_frame" => ErrorCode::TOO_LARGE,
+                _ => ErrorCode::EXCESSIVE_LOAD,
+            },
             Self::FlowControl { .. } => ErrorCode::FLOW_CONTROL,
             Self::Budget(_) => ErrorCode::EXCESSIVE_LOAD,
             Self::Timeout(_) => ErrorCode::TIMEOUT,

@@ -330,9 +330,15 @@ pub struct Connection {
     partial_since: Option<Instant>,
     input_blocked: bool,
     eof: bool,
+    eof_done: bool,
 
     control: VecDeque<Frame>,
+    /// GOAWAY and PING of a graceful close, held until the calls opened
+    /// before it are sent.
+    deferred: VecDeque<Frame>,
     out: VecDeque<OutMessage>,
+    /// Fragmented events whose first frame is out and last is not.
+    events_sending: u32,
     queued_bytes: u64,
     send_blocked: bool,
 
@@ -341,6 +347,9 @@ pub struct Connection {
 
     calls: BTreeMap<CallId, Call>,
     deadlines: BTreeSet<(Instant, CallId)>,
+    /// Completion deadlines of messages being reassembled (entries of
+    /// finished messages are dropped lazily).
+    assembling: BTreeSet<(Instant, CallId)>,
     next_local_id: u64,
     last_local_id: CallId,
     last_peer_id: CallId,
@@ -404,14 +413,18 @@ impl Connection {
             partial_since: None,
             input_blocked: false,
             eof: false,
+            eof_done: false,
             control: VecDeque::new(),
+            deferred: VecDeque::new(),
             out: VecDeque::new(),
+            events_sending: 0,
             queued_bytes: 0,
             send_blocked: false,
             events: VecDeque::new(),
             event_bytes: 0,
             calls: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            assembling: BTreeSet::new(),
             next_local_id: first_id,
             last_local_id: 0,
             last_peer_id: 0,
@@ -571,10 +584,16 @@ impl Connection {
             return;
         }
         self.eof = true;
+        // Runs `finish_eof` once every buffered frame is processed (at once,
+        // or when paused input resumes).
         self.process_input();
-        if self.is_closed() {
+    }
+
+    fn finish_eof(&mut self) {
+        if self.is_closed() || self.eof_done {
             return;
         }
+        self.eof_done = true;
         if let Err(e) = self.decoder.decode_eof(&self.rx) {
             self.fail(ConnectionError::Malformed(e));
             return;
@@ -630,6 +649,16 @@ impl Connection {
                 if self.calls.is_empty() && self.shutdown == Shutdown::None && now >= self.last_activity + idle {
                     self.close(ErrorCode::NO_ERROR, Some("idle timeout"));
                 }
+            }
+        }
+        while let Some(&(at, id)) = self.assembling.first() {
+            if at > now {
+                break;
+            }
+            self.assembling.pop_first();
+            if self.calls.get(&id).and_then(|c| c.assembly.as_ref()).is_some_and(|a| a.expires == at) {
+                self.fail(ConnectionError::Timeout("partial message"));
+                return;
             }
         }
         while let Some(&(at, id)) = self.deadlines.first() {
@@ -699,7 +728,7 @@ impl Connection {
         let ack = HelloAck {
             version: PROTOCOL_VERSION,
             error_code: code,
-            message: message.map(String::from),
+            message: message.map(truncate_reason),
             ..HelloAck::default()
         };
         self.push_control(FrameType::HELLO_ACK, 0, 0, ack.encode().into());
@@ -770,11 +799,14 @@ impl Connection {
         self.last_local_id = id;
         let mut flags = if end { Flags::END } else { Flags::NONE };
         let mut prelude = Vec::new();
-        if let Some(d) = deadline {
+        // The deadline travels in whole milliseconds (at most u32::MAX); the
+        // local timer uses the same value so both ends agree.
+        let deadline = deadline.map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+        if let Some(ms) = deadline {
             flags = flags.with(Flags::DEADLINE);
-            let ms = u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
             prelude.extend_from_slice(&ms.to_le_bytes());
         }
+        let deadline = deadline.map(|ms| Duration::from_millis(ms.into()));
         if kind != Kind::Event {
             let peer = self.peer.as_ref().map(|p| p.limits).unwrap_or_default();
             let mut call = Call::new(kind, Side::Local);
@@ -859,7 +891,13 @@ impl Connection {
             return Ok(());
         }
         self.purge_out(id);
-        let payload = info.encode();
+        let max_frame = self.peer.as_ref().map_or(0, |p| p.limits.max_frame) as usize;
+        let mut payload = info.encode();
+        if payload.len() > max_frame {
+            // ERROR is never fragmented: keep a shortened message only.
+            let short = ErrorInfo { message: info.message.as_deref().map(truncate_reason), details: None };
+            payload = short.encode();
+        }
         self.push_control(FrameType::ERROR, id, code.0.into(), payload.into());
         self.release_remote(id);
         Ok(())
@@ -917,9 +955,9 @@ impl Connection {
     }
 
     /// Returns `n` bytes of credit to the peer on stream `id`, after the
-    /// application consumed that much. Grants are coalesced.
+    /// application consumed that much. Grants are coalesced: a CREDIT frame
+    /// goes out once half the initial window has accumulated.
     pub fn grant_credit(&mut self, id: CallId, n: u32) -> Result<(), ApiError> {
-        let threshold = (self.config.limits.initial_stream_credit / 2).max(1);
         let call = self.calls.get_mut(&id).ok_or(ApiError::UnknownCall(id))?;
         if call.kind != Kind::Stream {
             return Err(ApiError::UnknownCall(id));
@@ -927,16 +965,42 @@ impl Connection {
         if !call.recv_open {
             return Ok(());
         }
-        call.grant_pending = call.grant_pending.saturating_add(n);
-        let room = i64::from(MAX_WINDOW) - call.recv_credit;
-        let grant = i64::from(call.grant_pending).min(room.max(0));
-        if grant >= i64::from(threshold) || (grant > 0 && call.recv_credit <= 0) {
+        // Bytes already credited back while the message was reassembled
+        // are not granted twice.
+        let prepaid = call.prepaid.min(n);
+        call.prepaid -= prepaid;
+        call.grant_pending = call.grant_pending.saturating_add(n - prepaid);
+        self.flush_pending_grant(id);
+        Ok(())
+    }
+
+    /// Stream bytes buffered for reassembly are credited back at once: a
+    /// message larger than the window could otherwise never complete. Stream
+    /// credit bounds complete messages the application has not consumed.
+    fn credit_reassembly(&mut self, id: CallId, n: u32) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.grant_pending = call.grant_pending.saturating_add(n);
+            call.prepaid = call.prepaid.saturating_add(n);
+        }
+        self.flush_pending_grant(id);
+    }
+
+    /// Sends a stream's accumulated grant when it is large enough (or the
+    /// peer is out of credit), once the peer has seen the stream.
+    fn flush_pending_grant(&mut self, id: CallId) {
+        let threshold = i64::from((self.config.limits.initial_stream_credit / 2).max(1));
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.kind != Kind::Stream || !call.opened || !call.recv_open {
+            return;
+        }
+        let room = (i64::from(MAX_WINDOW) - call.recv_credit).max(0);
+        let grant = i64::from(call.grant_pending).min(room);
+        if grant > 0 && (grant >= threshold || call.recv_credit <= 0) {
             call.grant_pending = 0;
             call.recv_credit += grant;
             let grant = u32::try_from(grant).unwrap_or(MAX_WINDOW);
             self.push_control(FrameType::CREDIT, id, grant, Bytes::new());
         }
-        Ok(())
     }
 
     /// Abandons a call or stream we opened: the peer gets CANCEL, queued
@@ -993,6 +1057,14 @@ impl Connection {
         let token = self.take_ping_token() | PING_TOKEN_GOAWAY_BIT;
         self.push_goaway(u32::MAX, ErrorCode::NO_ERROR, message);
         self.push_control(FrameType::PING, 0, 0, Bytes::copy_from_slice(&token.to_le_bytes()));
+        if self.out.iter().any(OutMessage::is_unsent_open) {
+            // Calls we opened before closing must reach the peer before our
+            // GOAWAY does, or the peer could close without seeing them.
+            let ping = self.control.pop_back().expect("pushed above");
+            let goaway = self.control.pop_back().expect("pushed above");
+            self.deferred.push_back(goaway);
+            self.deferred.push_back(ping);
+        }
         self.shutdown = Shutdown::Announced { token, deadline: self.now + self.config.timeouts.goaway_grace };
     }
 
@@ -1066,6 +1138,9 @@ impl Connection {
         if let Some(&(at, _)) = self.deadlines.first() {
             consider(at);
         }
+        if let Some(&(at, _)) = self.assembling.first() {
+            consider(at);
+        }
         match self.shutdown {
             Shutdown::Announced { deadline, .. } | Shutdown::Draining { deadline } => consider(deadline),
             Shutdown::None => {}
@@ -1112,8 +1187,16 @@ impl Connection {
             self.rx.clear();
             return;
         }
-        if self.decoder.is_mid_frame(&self.rx) {
-            self.partial_since.get_or_insert(self.now);
+        if self.input_blocked {
+            // Whole frames wait for the application, not for the peer.
+            self.partial_since = None;
+        } else {
+            if self.decoder.is_mid_frame(&self.rx) {
+                self.partial_since.get_or_insert(self.now);
+            }
+            if self.eof {
+                self.finish_eof();
+            }
         }
     }
 
@@ -1162,14 +1245,24 @@ impl Connection {
                         message: Some(msg.into()),
                     });
                 }
-                self.peer = Some(self.peer_info(
+                let peer = self.peer_info(
                     PROTOCOL_VERSION,
                     hello.limits,
                     &hello.compression,
                     hello.codecs.clone(),
                     hello.services.clone(),
                     hello.agent.clone(),
-                ));
+                );
+                let Ok(peer) = peer else {
+                    let msg = "advertised limits out of range";
+                    self.send_refusal(ErrorCode::INCOMPATIBLE, Some(msg));
+                    return Err(ConnectionError::Refused {
+                        code: ErrorCode::INCOMPATIBLE,
+                        side: Side::Local,
+                        message: Some(msg.into()),
+                    });
+                };
+                self.peer = Some(peer);
                 self.phase = Phase::AwaitingAccept;
                 self.push_event(Event::HelloReceived(hello), 0, None);
                 Ok(())
@@ -1193,7 +1286,7 @@ impl Connection {
                     ack.codecs,
                     ack.services,
                     ack.agent,
-                ));
+                )?);
                 self.open_connection();
                 Ok(())
             }
@@ -1209,7 +1302,15 @@ impl Connection {
         codecs: Vec<u8>,
         services: Vec<Service>,
         agent: Option<String>,
-    ) -> PeerInfo {
+    ) -> Result<PeerInfo, Violation> {
+        let a = advertised;
+        // Zero means "the default"; anything else must leave room for a
+        // prelude and a reason string.
+        for (name, v) in [("max_frame", a.max_frame), ("max_message", a.max_message)] {
+            if v != 0 && v < 64 {
+                return Err(Violation::InvalidPeerLimit(name));
+            }
+        }
         let d = Limits::default();
         let or = |v: u32, default: u32| if v == 0 { default } else { v };
         let limits = AdvertisedLimits {
@@ -1219,14 +1320,14 @@ impl Connection {
             initial_stream_credit: or(advertised.initial_stream_credit, d.initial_stream_credit).min(MAX_WINDOW),
             connection_credit: or(advertised.connection_credit, d.connection_credit).min(MAX_WINDOW),
         };
-        PeerInfo {
+        Ok(PeerInfo {
             version,
             limits,
             compression: self.config.compression && compression.contains(&COMPRESSION_ZSTD),
             codecs,
             services,
             agent,
-        }
+        })
     }
 
     fn open_connection(&mut self) {
@@ -1270,7 +1371,29 @@ impl Connection {
         } else {
             None
         };
+        let max = self.config.limits.max_message;
+        if payload.len() as u64 > u64::from(max) {
+            return Err(ConnectionError::LimitExceeded {
+                limit: "max_message",
+                value: payload.len() as u64,
+                max: max.into(),
+            });
+        }
         Ok((deadline, uncompressed))
+    }
+
+    /// Starts reassembling a message; it must complete within the
+    /// partial-frame timeout.
+    fn start_assembly(
+        &mut self,
+        h: Header,
+        first: Bytes,
+        deadline: Option<Duration>,
+        uncompressed: Option<u32>,
+    ) -> Assembly {
+        let expires = self.now + self.config.timeouts.partial_frame;
+        self.assembling.insert((expires, h.id));
+        Assembly::start(&h, first, deadline, uncompressed, expires)
     }
 
     /// Charges connection credit for a message frame.
@@ -1331,7 +1454,7 @@ impl Connection {
         self.last_peer_id = h.id;
         self.charge_connection(h.length)?;
         self.charge_small(&h)?;
-        if self.eof || self.goaway_sent.is_some_and(|last| h.id > last) {
+        if self.eof_done || self.goaway_sent.is_some_and(|last| h.id > last) {
             // Refused by our GOAWAY: the peer knows it was not processed.
             self.return_connection_credit(h.length);
             return Ok(());
@@ -1354,7 +1477,7 @@ impl Connection {
                 self.event_assemblies += 1;
                 let mut call = Call::new(Kind::Event, Side::Remote);
                 call.recv_open = true;
-                call.assembly = Some(Assembly::start(&h, frame.payload, None, uncompressed));
+                call.assembly = Some(self.start_assembly(h, frame.payload, None, uncompressed));
                 self.return_connection_credit(h.length);
                 self.calls.insert(h.id, call);
                 return Ok(());
@@ -1386,7 +1509,7 @@ impl Connection {
         }
         self.remote_in_flight += 1;
         if h.flags.contains(Flags::MORE) {
-            call.assembly = Some(Assembly::start(&h, frame.payload, deadline, uncompressed));
+            call.assembly = Some(self.start_assembly(h, frame.payload, deadline, uncompressed));
             self.return_connection_credit(h.length);
             self.calls.insert(h.id, call);
             return Ok(());
@@ -1437,8 +1560,9 @@ impl Connection {
         }
         let (_, uncompressed) = self.prelude(&h, &mut frame.payload)?;
         if h.flags.contains(Flags::MORE) {
+            let assembly = self.start_assembly(h, frame.payload, None, uncompressed);
             let call = self.calls.get_mut(&h.id).expect("checked above");
-            call.assembly = Some(Assembly::start(&h, frame.payload, None, uncompressed));
+            call.assembly = Some(assembly);
             self.return_connection_credit(h.length);
             return Ok(());
         }
@@ -1471,7 +1595,7 @@ impl Connection {
         }
         if call.cancelled {
             self.return_connection_credit(h.length);
-            return Ok(());
+            return self.stray();
         }
         if !call.recv_open {
             self.return_connection_credit(h.length);
@@ -1484,9 +1608,11 @@ impl Connection {
         }
         let (_, uncompressed) = self.prelude(&h, &mut frame.payload)?;
         if h.flags.contains(Flags::MORE) {
+            let assembly = self.start_assembly(h, frame.payload, None, uncompressed);
             let call = self.calls.get_mut(&h.id).expect("checked above");
-            call.assembly = Some(Assembly::start(&h, frame.payload, None, uncompressed));
+            call.assembly = Some(assembly);
             self.return_connection_credit(h.length);
+            self.credit_reassembly(h.id, h.length);
             return Ok(());
         }
         let message = Message { codec: h.codec, body: frame.payload, uncompressed_len: uncompressed };
@@ -1519,7 +1645,7 @@ impl Connection {
         let Some(assembly) = call.assembly.as_mut() else {
             if call.cancelled {
                 self.return_connection_credit(h.length);
-                return Ok(());
+                return self.stray();
             }
             return Err(Violation::UnexpectedFrame(h.ty).into());
         };
@@ -1542,8 +1668,12 @@ impl Connection {
         if total > u64::from(max_message) {
             return Err(ConnectionError::LimitExceeded { limit: "max_message", value: total, max: max_message.into() });
         }
+        let stream = assembly.ty == FrameType::STREAM_DATA;
         assembly.body.extend_from_slice(&frame.payload);
         self.return_connection_credit(h.length);
+        if stream {
+            self.credit_reassembly(h.id, h.length);
+        }
         if h.flags.contains(Flags::MORE) {
             return Ok(());
         }
@@ -1635,7 +1765,9 @@ impl Connection {
     fn on_ping(&mut self, frame: Frame) -> Result<(), ConnectionError> {
         if let Some(prev) = self.last_peer_ping {
             let quick = self.now.saturating_duration_since(prev) < self.config.timeouts.min_ping_interval;
-            if quick && !self.sent_message_since_peer_ping {
+            if !quick {
+                self.ping_strikes = 0;
+            } else if !self.sent_message_since_peer_ping {
                 self.ping_strikes += 1;
                 if self.ping_strikes > self.config.limits.max_ping_strikes {
                     return Err(ConnectionError::Budget("pings"));
@@ -1669,20 +1801,26 @@ impl Connection {
         let h = frame.header;
         let info = GoAwayInfo::decode(&frame.payload).map_err(ConnectionError::Control)?;
         let code = ErrorCode(h.arg as u16);
+        let refuse_above = |conn: &mut Self, last: CallId| {
+            let refused: Vec<CallId> =
+                conn.calls.iter().filter(|(id, c)| c.origin == Side::Local && **id > last).map(|(id, _)| *id).collect();
+            for id in refused {
+                conn.fail_local_call(id, ErrorCode::REFUSED, ErrorInfo::default(), Side::Remote);
+            }
+        };
+        if code != ErrorCode::NO_ERROR || self.phase != Phase::Open {
+            // Calls above `last` were not processed: they fail as REFUSED
+            // (safe to retry) before the rest fail with the peer's code.
+            refuse_above(self, h.id);
+            return Err(ConnectionError::Remote { code, message: info.message });
+        }
         if let Some(prev) = self.goaway_received {
             if h.id > prev {
                 return Err(Violation::GoAwayIncreased { last: h.id, previous: prev }.into());
             }
         }
-        if code != ErrorCode::NO_ERROR || self.phase != Phase::Open {
-            return Err(ConnectionError::Remote { code, message: info.message });
-        }
         self.goaway_received = Some(h.id);
-        let refused: Vec<CallId> =
-            self.calls.iter().filter(|(id, c)| c.origin == Side::Local && **id > h.id).map(|(id, _)| *id).collect();
-        for id in refused {
-            self.fail_local_call(id, ErrorCode::REFUSED, ErrorInfo::default(), Side::Remote);
-        }
+        refuse_above(self, h.id);
         self.push_event(Event::GoAway { last_id: h.id, code, message: info.message }, 0, None);
         self.maybe_finish();
         Ok(())
@@ -1725,17 +1863,18 @@ impl Connection {
                     }
                 }
                 (Side::Remote, Kind::Event) => self.event_assemblies -= 1,
-                (Side::Remote, _) if call.slot => self.remote_in_flight -= 1,
-                _ => {}
+                (Side::Remote, _) => self.remote_in_flight -= 1,
+                (Side::Local, Kind::Event) => {}
             }
         }
     }
 
-    /// Removes a stream once both halves are closed and its frames are out.
+    /// Removes a call once both halves are closed, its frames are out and
+    /// (for a call the peer opened) the application has finished with it.
     fn maybe_remove(&mut self, id: CallId) {
         if let Some(c) = self.calls.get(&id) {
             let done = !c.send_open && !c.recv_open && c.queued == 0 && c.assembly.is_none();
-            if done && (c.origin == Side::Local || !c.slot) {
+            if done && !c.slot {
                 self.remove_call(id);
             }
         }
@@ -1744,10 +1883,7 @@ impl Connection {
     /// A call the peer opened is finished from the application's side.
     fn release_remote(&mut self, id: CallId) {
         if let Some(call) = self.calls.get_mut(&id) {
-            if call.slot {
-                call.slot = false;
-                self.remote_in_flight -= 1;
-            }
+            call.slot = false;
             call.send_open = false;
             if call.cancelled || call.kind == Kind::Unary {
                 call.recv_open = false;
@@ -1766,25 +1902,31 @@ impl Connection {
         self.push_event(Event::CallFailed { id, code, info, side }, 0, None);
     }
 
+    /// Ends a call the peer opened from the protocol's side. A handler the
+    /// application is running learns of it through `Cancelled` and keeps its
+    /// slot until it answers; otherwise the entry goes at once.
     fn cancel_remote_call(&mut self, id: CallId, code: ErrorCode) {
         self.purge_out(id);
         let Some(call) = self.calls.get_mut(&id) else { return };
-        if call.assembly.take().is_some() && call.kind == Kind::Event {
-            self.calls.remove(&id);
-            self.event_assemblies -= 1;
+        if call.kind == Kind::Event {
+            self.remove_call(id);
             return;
         }
         call.cancelled = true;
         call.recv_open = false;
+        call.send_open = false;
+        call.assembly = None;
+        call.queued = 0;
         if let Some(at) = call.deadline.take() {
             self.deadlines.remove(&(at, id));
         }
-        if call.delivered {
+        if call.delivered && call.slot {
             self.push_event(Event::Cancelled { id, code }, 0, None);
         } else {
-            // Never seen by the application: no handler to wait for.
-            self.release_remote(id);
-            self.calls.remove(&id);
+            // Never seen by the application, or already answered: no handler
+            // to wait for.
+            call.slot = false;
+            self.maybe_remove(id);
         }
     }
 
@@ -1816,7 +1958,7 @@ impl Connection {
     }
 
     fn push_goaway(&mut self, last: CallId, code: ErrorCode, message: Option<&str>) {
-        let info = GoAwayInfo { message: message.map(String::from) };
+        let info = GoAwayInfo { message: message.map(truncate_reason) };
         self.goaway_sent = Some(self.goaway_sent.map_or(last, |p| p.min(last)));
         self.push_control(FrameType::GOAWAY, last, code.0.into(), info.encode().into());
     }
@@ -1860,35 +2002,68 @@ impl Connection {
     }
 
     fn next_frame(&mut self) -> Option<Frame> {
+        if !self.deferred.is_empty() && !self.out.iter().any(OutMessage::is_unsent_open) {
+            // Every call opened before `close` has gone out: the GOAWAY may
+            // follow them.
+            while let Some(f) = self.deferred.pop_back() {
+                self.control.push_front(f);
+            }
+        }
         if let Some(f) = self.control.pop_front() {
             return Some(f);
         }
-        let peer_frame = self.peer.as_ref().map_or(0, |p| p.limits.max_frame);
-        let fragment = peer_frame.min(self.config.limits.send_fragment) as usize;
+        let peer = self.peer.as_ref().map(|p| p.limits).unwrap_or_default();
+        let fragment = peer.max_frame.min(self.config.limits.send_fragment) as usize;
+        let small = self.config.limits.small_frame_threshold as usize;
+        let as_len = |credit: i64| usize::try_from(credit.max(0)).unwrap_or(usize::MAX);
         for _ in 0..self.out.len() {
             let mut msg = self.out.pop_front()?;
-            let mut budget = usize::try_from(self.send_credit.max(0)).unwrap_or(usize::MAX).min(fragment);
+            let call = self.calls.get(&msg.id);
+            // Messages of one id go out one after the other, and at most
+            // `max_in_flight` fragmented events are in progress at once.
+            let waits_turn = !msg.is_started()
+                && (call.is_some_and(|c| c.sending) || (msg.is_event() && self.events_sending >= peer.max_in_flight));
+            let mut credit = as_len(self.send_credit);
+            let mut window = peer.connection_credit as usize;
             if msg.stream_credit {
-                let credit = self.calls.get(&msg.id).map_or(0, |c| c.send_credit.max(0));
-                budget = budget.min(usize::try_from(credit).unwrap_or(usize::MAX));
+                credit = credit.min(call.map_or(0, |c| as_len(c.send_credit)));
+                window = window.min(peer.initial_stream_credit as usize);
             }
-            if budget < msg.min_frame() || (budget == 0 && msg.remaining() > 0) {
+            let budget = credit.min(fragment);
+            // A frame cut short by credit must be worth sending: wait for at
+            // least a small frame's worth (or half the window, if smaller).
+            let worth = small.min(window / 2).max(1);
+            let too_small = budget < msg.remaining() && budget < worth;
+            if waits_turn || budget < msg.min_frame() || too_small {
                 self.out.push_back(msg);
                 continue;
             }
+            let opening = !msg.is_started();
             let frame = msg.next_frame(budget);
             let len = frame.payload.len();
+            let done = msg.is_done();
             self.queued_bytes -= len as u64;
             self.send_credit -= len as i64;
-            if msg.stream_credit {
-                if let Some(call) = self.calls.get_mut(&msg.id) {
+            if msg.is_event() && opening != done {
+                // A fragmented event starts (or ends) being reassembled.
+                if opening { self.events_sending += 1 } else { self.events_sending -= 1 }
+            }
+            if let Some(call) = self.calls.get_mut(&msg.id) {
+                call.sending = !done;
+                if opening {
+                    call.opened = true;
+                }
+                if msg.stream_credit {
                     call.send_credit -= len as i64;
                     call.queued -= len as u64;
                 }
             }
+            if opening {
+                self.flush_pending_grant(msg.id);
+            }
             self.sent_message_since_peer_ping = true;
             self.credit_frames.refund(self.config.limits.credit_frames_per_data);
-            if !msg.is_done() {
+            if !done {
                 self.out.push_back(msg);
             } else if msg.stream_credit {
                 self.maybe_remove(msg.id);
@@ -1955,6 +2130,7 @@ impl Connection {
         }
         self.calls.clear();
         self.deadlines.clear();
+        self.assembling.clear();
         self.out.clear();
         self.queued_bytes = 0;
         self.local_in_flight = 0;
@@ -1975,6 +2151,18 @@ impl Connection {
             self.finish_closed(None);
         }
     }
+}
+
+/// Longest reason string we put in GOAWAY, a refusal or a shortened ERROR,
+/// in bytes: well under the smallest frame limit a peer may advertise.
+pub const MAX_REASON_LEN: usize = 256;
+
+fn truncate_reason(s: &str) -> String {
+    let mut end = s.len().min(MAX_REASON_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    String::from(&s[..end])
 }
 
 fn message_len(e: &Event) -> u64 {

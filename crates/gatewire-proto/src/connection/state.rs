@@ -29,13 +29,31 @@ pub(super) struct Assembly {
     pub(super) uncompressed: Option<u32>,
     pub(super) body: BytesMut,
     pub(super) fragments: u32,
+    /// The message must be complete by then.
+    pub(super) expires: Instant,
 }
 
 impl Assembly {
-    pub(super) fn start(h: &Header, first: Bytes, deadline: Option<Duration>, uncompressed: Option<u32>) -> Self {
+    pub(super) fn start(
+        h: &Header,
+        first: Bytes,
+        deadline: Option<Duration>,
+        uncompressed: Option<u32>,
+        expires: Instant,
+    ) -> Self {
         let mut body = BytesMut::with_capacity(first.len());
         body.extend_from_slice(&first);
-        Self { ty: h.ty, flags: h.flags, codec: h.codec, method: h.arg, deadline, uncompressed, body, fragments: 1 }
+        Self {
+            ty: h.ty,
+            flags: h.flags,
+            codec: h.codec,
+            method: h.arg,
+            deadline,
+            uncompressed,
+            body,
+            fragments: 1,
+            expires,
+        }
     }
 }
 
@@ -57,10 +75,17 @@ pub(super) struct Call {
     pub(super) recv_credit: i64,
     /// Consumed bytes not yet granted back.
     pub(super) grant_pending: u32,
+    /// Bytes credited back during reassembly, deducted from the
+    /// application's next grants.
+    pub(super) prepaid: u32,
     /// Stream bytes accepted by `send_stream_data` and not yet sent.
     pub(super) queued: u64,
     /// A send returned `Blocked`; report `Writable` when credit returns.
     pub(super) blocked: bool,
+    /// The peer knows the id (our opening frame is out, or the peer opened).
+    pub(super) opened: bool,
+    /// A message of ours on this id is partly sent.
+    pub(super) sending: bool,
     pub(super) assembly: Option<Assembly>,
     /// The opening event was handed to the application.
     pub(super) delivered: bool,
@@ -83,8 +108,11 @@ impl Call {
             send_credit: 0,
             recv_credit: 0,
             grant_pending: 0,
+            prepaid: 0,
             queued: 0,
             blocked: false,
+            opened: origin == Side::Remote,
+            sending: false,
             assembly: None,
             delivered: false,
             cancelled: false,
@@ -134,6 +162,16 @@ impl OutMessage {
     /// Bytes the next frame needs at least.
     pub(super) fn min_frame(&self) -> usize {
         if self.started { 1 } else { self.prelude.len() }
+    }
+
+    /// Whether the first frame is out.
+    pub(super) fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// Whether this is a one-way message.
+    pub(super) fn is_event(&self) -> bool {
+        self.ty == FrameType::EVENT
     }
 
     /// An opening frame (REQUEST, EVENT, STREAM_OPEN) not yet sent.

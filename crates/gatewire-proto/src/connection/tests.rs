@@ -272,10 +272,10 @@ fn stream_credit_backpressure() {
             e => panic!("{e:?}"),
         })
         .sum();
-    // The third message went out as far as credit allowed (200 bytes) and
-    // waits in reassembly.
+    // The third message waits: 200 bytes of credit are not worth a frame
+    // that would leave most of it behind.
     assert_eq!(got, 800);
-    assert_eq!(p.client.stream_send_credit(id), Some(0));
+    assert_eq!(p.client.stream_send_credit(id), Some(200));
     p.server.grant_credit(id, 1000).unwrap();
     p.drive();
     assert!(p.take_client().contains(&Event::Writable { id: Some(id) }));
@@ -887,4 +887,224 @@ mod model {
             w.finish()?;
         }
     }
+}
+
+fn small_frames() -> (Config, Config) {
+    let mut client = Config::client();
+    let mut server = Config::server();
+    for c in [&mut client, &mut server] {
+        c.limits.max_frame = 1024;
+        c.limits.send_fragment = 1024;
+    }
+    (client, server)
+}
+
+#[test]
+fn messages_of_one_stream_are_never_interleaved() {
+    let (client, server) = small_frames();
+    let mut p = Pair::with(client, server);
+    p.take_client();
+    p.take_server();
+    let id = p.client.open_stream(1, Message::new(Codec::RAW, vec![1u8; 3000]), None, false).unwrap();
+    p.client.send_stream_data(id, Message::new(Codec::RAW, vec![2u8; 3000]), false).unwrap();
+    p.client.send_stream_data(id, Message::new(Codec::RAW, vec![3u8; 3000]), true).unwrap();
+    p.drive();
+    let ev = p.take_server();
+    assert!(p.server.is_connected(), "{:?}", p.server.close_error());
+    let bodies: Vec<u8> = ev
+        .iter()
+        .map(|e| match e {
+            Event::StreamOpened { message, .. } | Event::StreamData { message, .. } => {
+                assert_eq!(message.body.len(), 3000);
+                message.body[0]
+            }
+            e => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(bodies, vec![1, 2, 3]);
+}
+
+#[test]
+fn a_grant_waits_for_the_stream_to_open() {
+    let mut client = Config::client();
+    client.limits.initial_stream_credit = 100;
+    let mut p2 = Pair::with(client, Config::server());
+    p2.take_client();
+    p2.take_server();
+    let id = p2.client.open_stream(1, raw(b""), None, false).unwrap();
+    p2.client.grant_credit(id, 1000).unwrap();
+    p2.drive();
+    assert!(p2.server.is_connected(), "{:?}", p2.server.close_error());
+    let kinds: Vec<_> = p2.client_sent.iter().skip(1).map(|f| f.header.ty).collect();
+    assert_eq!(kinds, vec![FrameType::STREAM_OPEN, FrameType::CREDIT]);
+    assert_eq!(p2.server.stream_send_credit(id), Some(1100));
+}
+
+#[test]
+fn a_message_larger_than_the_stream_window_completes() {
+    let (mut client, server) = small_frames();
+    client.limits.initial_stream_credit = 1000;
+    let mut p = Pair::with(client, server);
+    p.take_client();
+    p.take_server();
+    let id = p.client.open_stream(1, raw(b""), None, false).unwrap();
+    p.drive();
+    p.take_server();
+    p.server.send_stream_data(id, Message::new(Codec::RAW, vec![9u8; 5000]), true).unwrap();
+    p.drive();
+    let ev = p.take_client();
+    assert!(
+        matches!(ev.as_slice(), [Event::StreamData { message, end: true, .. }] if message.body.len() == 5000),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn graceful_close_sends_queued_calls_before_goaway() {
+    let mut p = connected();
+    let id = p.server.send_request(1, raw(b"queued before close"), None).unwrap();
+    p.server.close(ErrorCode::NO_ERROR, None);
+    let first = p.server.poll_transmit().unwrap();
+    assert_eq!((first.header.ty, first.header.id), (FrameType::REQUEST, id));
+    p.client.handle_bytes(p.now, &bytes_of(&first));
+    p.drive();
+    let ev = p.take_client();
+    let Event::Request { id: cid, .. } = ev[0].clone() else { panic!("{ev:?}") };
+    p.client.send_response(cid, raw(b"answered")).unwrap();
+    p.drive();
+    assert!(p.take_server().contains(&Event::Response { id, message: raw(b"answered") }));
+    assert!(p.client.is_closed() && p.server.is_closed());
+    assert_eq!(p.server.close_error(), None);
+}
+
+#[test]
+fn many_large_events_at_once() {
+    let (client, mut server) = small_frames();
+    server.limits.max_in_flight = 2;
+    let mut p = Pair::with(client, server);
+    p.take_client();
+    p.take_server();
+    for i in 0..10u8 {
+        p.client.send_event(1, Message::new(Codec::RAW, vec![i; 5000])).unwrap();
+    }
+    p.drive();
+    assert!(p.server.is_connected(), "{:?}", p.server.close_error());
+    let got: Vec<u8> = p
+        .take_server()
+        .iter()
+        .map(|e| match e {
+            Event::Event { message, .. } => message.body[0],
+            e => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(got.len(), 10);
+}
+
+#[test]
+fn cancel_after_the_callee_ended_frees_the_stream() {
+    let mut p = connected();
+    let id = p.client.open_stream(1, raw(b""), None, false).unwrap();
+    p.drive();
+    p.take_server();
+    p.server.finish(id).unwrap();
+    p.drive();
+    p.client.cancel(id).unwrap();
+    p.drive();
+    assert_eq!(p.server.table_len(), 0);
+    assert_eq!(p.server.calls_in_flight(), (0, 0));
+}
+
+#[test]
+fn an_unfinished_message_times_out() {
+    let (mut server, now) = server_after_hello();
+    let first = bytes_of(&Frame::new(
+        {
+            let mut h = Header::new(FrameType::REQUEST, 1, 0, 0);
+            h.flags = Flags::MORE;
+            h
+        },
+        Bytes::from_static(b"part"),
+    ));
+    server.handle_bytes(now, &first);
+    let expires = now + Duration::from_secs(30);
+    assert!(server.poll_timeout().is_some_and(|t| t <= expires));
+    server.handle_timeout(expires);
+    assert_eq!(server.close_error(), Some(&ConnectionError::Timeout("partial message")));
+}
+
+#[test]
+fn error_goaway_refuses_calls_above_last() {
+    let mut p = connected();
+    let a = p.client.send_request(1, raw(b"a"), None).unwrap();
+    let b = p.client.send_request(1, raw(b"b"), None).unwrap();
+    while p.client.poll_transmit().is_some() {}
+    let goaway = Frame::new(Header::new(FrameType::GOAWAY, a, u32::from(ErrorCode::INTERNAL.0), 0), Bytes::new());
+    p.client.handle_bytes(p.now, &bytes_of(&goaway));
+    let ev: Vec<_> = core::iter::from_fn(|| p.client.poll_event()).collect();
+    assert!(matches!(&ev[0], Event::CallFailed { id, code: ErrorCode::REFUSED, .. } if *id == b));
+    assert!(matches!(&ev[1], Event::CallFailed { id, code: ErrorCode::INTERNAL, .. } if *id == a));
+    assert!(matches!(&ev[2], Event::Closed { error: Some(ConnectionError::Remote { code: ErrorCode::INTERNAL, .. }) }));
+}
+
+#[test]
+fn tiny_advertised_limits_are_refused() {
+    let hello = Hello {
+        min_version: 1,
+        max_version: 1,
+        limits: crate::control::AdvertisedLimits { max_frame: 8, ..Default::default() },
+        ..Hello::default()
+    };
+    let mut server = Connection::new(Config::server(), Instant::ZERO);
+    server.handle_bytes(
+        Instant::ZERO,
+        &bytes_of(&Frame::new(Header::new(FrameType::HELLO, 0, 0, 0), hello.encode().into())),
+    );
+    let f = server.poll_transmit().unwrap();
+    assert_eq!(HelloAck::decode(&f.payload).unwrap().error_code, ErrorCode::INCOMPATIBLE);
+}
+
+#[test]
+fn ping_strikes_reset_after_a_quiet_interval() {
+    let (mut server, now) = server_after_hello();
+    let ping = bytes_of(&Frame::new(Header::new(FrameType::PING, 0, 0, 0), Bytes::from_static(&[0; 8])));
+    let mut t = now;
+    for _ in 0..10 {
+        // Two quick pings (one strike), then a pause.
+        server.handle_bytes(t, &ping);
+        server.handle_bytes(t, &ping);
+        t = t + Duration::from_secs(6);
+        server.handle_bytes(t, &ping);
+        t = t + Duration::from_secs(6);
+    }
+    assert!(server.is_connected(), "{:?}", server.close_error());
+}
+
+#[test]
+fn oversized_single_frame_message_is_refused() {
+    let mut config = Config::server();
+    config.limits.max_message = 100;
+    let (mut server, now) = server_with(config);
+    let req = bytes_of(&Frame::new(Header::new(FrameType::REQUEST, 1, 0, 0), Bytes::from(vec![0u8; 101])));
+    server.handle_bytes(now, &req);
+    assert_eq!(goaway_code(&mut server), Some(ErrorCode::TOO_LARGE));
+}
+
+#[test]
+fn long_error_messages_are_shortened_to_fit() {
+    let mut server = Config::server();
+    server.limits.max_frame = 300;
+    let mut p = Pair::with(Config::client(), server);
+    p.take_client();
+    p.take_server();
+    p.take_server();
+    let id = p.server.send_request(1, raw(b"x"), None).unwrap();
+    let _ = id;
+    p.drive();
+    let Event::Request { id: cid, .. } = one(p.take_client()) else { panic!() };
+    let long = "é".repeat(1000);
+    p.client.send_error(cid, ErrorCode::INTERNAL, ErrorInfo { message: Some(long), details: None }).unwrap();
+    p.drive();
+    assert!(p.server.is_connected(), "{:?}", p.server.close_error());
+    let Event::CallFailed { info, .. } = one(p.take_server()) else { panic!() };
+    assert_eq!(info.message.unwrap().len(), MAX_REASON_LEN);
 }
