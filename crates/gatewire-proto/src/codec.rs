@@ -7,7 +7,7 @@
 //! error the decoder returns the same error forever: a framing error is fatal
 //! and nothing after it is delivered.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::frame::{FrameError, HEADER_LEN, Header, InsufficientSize};
 
@@ -32,6 +32,7 @@ impl Frame {
     ///
     /// When the payload is longer than `u32::MAX` bytes; callers keep
     /// payloads within the negotiated frame limit.
+    #[inline]
     pub fn new(mut header: Header, payload: Bytes) -> Self {
         header.length = u32::try_from(payload.len()).expect("frame payload longer than u32::MAX");
         Self { header, payload }
@@ -54,6 +55,7 @@ impl Frame {
     }
 
     /// Appends header and payload to `buf`.
+    #[inline]
     pub fn encode_to(&self, buf: &mut impl bytes::BufMut) {
         buf.put_slice(&self.header.to_bytes());
         buf.put_slice(&self.payload);
@@ -121,7 +123,11 @@ impl FrameDecoder {
                         return Ok(None);
                     }
                     Ok(Some(header)) => {
-                        let _ = buf.split_to(HEADER_LEN);
+                        buf.advance(HEADER_LEN);
+                        // Make room for the body in the existing allocation
+                        // if that needs no new memory, so a large frame is
+                        // not moved again as it arrives.
+                        let _ = buf.try_reclaim(header.length as usize);
                         self.state = State::Body(header);
                     }
                     Err(e) => {

