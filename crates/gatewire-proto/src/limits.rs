@@ -113,6 +113,10 @@ pub struct InvalidLimit {
     pub max: u64,
 }
 
+/// Smallest frame and message limit an endpoint may set or advertise:
+/// room for a prelude and any reason string with its table.
+pub const MIN_FRAME: u32 = 1024;
+
 /// Largest credit a window may hold: 2^31 − 1.
 pub const MAX_WINDOW: u32 = i32::MAX as u32;
 
@@ -123,14 +127,15 @@ impl Limits {
             if (min..=max).contains(&value) { Ok(()) } else { Err(InvalidLimit { name, value, min, max }) }
         };
         let ceiling = u64::from(MAX_FRAME_CEILING);
-        check("max_frame", self.max_frame.into(), 64, ceiling)?;
-        check("max_message", self.max_message.into(), 64, u64::from(u32::MAX))?;
+        let min = u64::from(MIN_FRAME);
+        check("max_frame", self.max_frame.into(), min, ceiling)?;
+        check("max_message", self.max_message.into(), min, u64::from(u32::MAX))?;
         check("max_in_flight", self.max_in_flight.into(), 1, u64::from(u32::MAX))?;
         check("initial_stream_credit", self.initial_stream_credit.into(), 1, MAX_WINDOW.into())?;
         check("connection_credit", self.connection_credit.into(), 1, MAX_WINDOW.into())?;
         check("max_handshake", self.max_handshake.into(), 256, ceiling)?;
         check("max_fragments", self.max_fragments.into(), 1, u64::from(u32::MAX))?;
-        check("send_fragment", self.send_fragment.into(), 64, ceiling)?;
+        check("send_fragment", self.send_fragment.into(), min, ceiling)?;
         check("max_send_queue", self.max_send_queue, 1, u64::MAX)?;
         check("max_pending_control", self.max_pending_control.into(), 4, u64::from(u32::MAX))?;
         check("max_local_id", self.max_local_id.into(), 2, u64::from(u32::MAX))?;

@@ -423,14 +423,14 @@ pub fn conversations() -> Vec<Conversation> {
     v.push(s.done("server_streaming", "one request, a stream of replies"));
 
     s.handshake();
-    s.call(C, "send_request", json!({"method": 1, "message": msg(&[0x5a; 300])}));
+    s.call(C, "send_request", json!({"method": 1, "message": msg(&[0x5a; 3000])}));
     s.call(C, "send_request", json!({"method": 2, "message": msg(b"small")}));
     s.exchange().check(S);
     v.push(s.done_with(
         "fragmentation",
-        "a 300-byte message in 64-byte fragments; a small call overtakes it after one fragment",
-        limits(&[("send_fragment", 64)]),
-        limits(&[("max_frame", 64)]),
+        "a 3000-byte message in 1024-byte fragments; a small call overtakes it after one fragment",
+        limits(&[("send_fragment", 1024)]),
+        limits(&[("max_frame", 1024)]),
     ));
 
     s.handshake();

@@ -151,6 +151,16 @@ impl Message {
         Self { codec, body: body.into(), uncompressed_len: None }
     }
 
+    /// Opaque bytes ([`Codec::RAW`]).
+    pub fn raw(body: impl Into<Bytes>) -> Self {
+        Self::new(Codec::RAW, body)
+    }
+
+    /// A FlatBuffers buffer ([`Codec::FLATBUFFERS`]).
+    pub fn flatbuffers(body: impl Into<Bytes>) -> Self {
+        Self::new(Codec::FLATBUFFERS, body)
+    }
+
     /// A message whose body is already zstd-compressed from `uncompressed_len`
     /// bytes.
     pub fn compressed(codec: Codec, body: impl Into<Bytes>, uncompressed_len: u32) -> Self {
@@ -339,6 +349,10 @@ pub struct Connection {
     out: VecDeque<OutMessage>,
     /// Fragmented events whose first frame is out and last is not.
     events_sending: u32,
+    /// Sequence number of the next message accepted for sending.
+    next_seq: u64,
+    /// Unsent opening messages by sequence number: new ids leave in order.
+    opens: VecDeque<u64>,
     queued_bytes: u64,
     send_blocked: bool,
 
@@ -418,6 +432,8 @@ impl Connection {
             deferred: VecDeque::new(),
             out: VecDeque::new(),
             events_sending: 0,
+            next_seq: 0,
+            opens: VecDeque::new(),
             queued_bytes: 0,
             send_blocked: false,
             events: VecDeque::new(),
@@ -652,7 +668,9 @@ impl Connection {
             }
         }
         while let Some(&(at, id)) = self.assembling.first() {
-            if at > now {
+            // While input is paused the rest of the message may be waiting
+            // in our own buffer: the deadline applies to the peer only.
+            if at > now || self.input_blocked {
                 break;
             }
             self.assembling.pop_first();
@@ -899,6 +917,11 @@ impl Connection {
             payload = short.encode();
         }
         self.push_control(FrameType::ERROR, id, code.0.into(), payload.into());
+        // ERROR ends the stream in both directions: later data from the
+        // peer is stray.
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.recv_open = false;
+        }
         self.release_remote(id);
         Ok(())
     }
@@ -1047,6 +1070,7 @@ impl Connection {
         }
         if code != ErrorCode::NO_ERROR || self.phase != Phase::Open {
             let code = if code == ErrorCode::NO_ERROR { ErrorCode::UNAVAILABLE } else { code };
+            self.deferred.clear();
             self.push_goaway(self.last_peer_id, code, message);
             self.finish_closed(Some(ConnectionError::Local { code, message: message.map(String::from) }));
             return;
@@ -1138,7 +1162,7 @@ impl Connection {
         if let Some(&(at, _)) = self.deadlines.first() {
             consider(at);
         }
-        if let Some(&(at, _)) = self.assembling.first() {
+        if let Some(&(at, _)) = self.assembling.first().filter(|_| !self.input_blocked) {
             consider(at);
         }
         match self.shutdown {
@@ -1307,7 +1331,7 @@ impl Connection {
         // Zero means "the default"; anything else must leave room for a
         // prelude and a reason string.
         for (name, v) in [("max_frame", a.max_frame), ("max_message", a.max_message)] {
-            if v != 0 && v < 64 {
+            if v != 0 && v < crate::limits::MIN_FRAME {
                 return Err(Violation::InvalidPeerLimit(name));
             }
         }
@@ -1947,6 +1971,11 @@ impl Connection {
         self.queued_bytes -= removed;
         if let Some(call) = self.calls.get_mut(&id) {
             call.queued = 0;
+            call.out_seqs.clear();
+        }
+        if open_unsent {
+            let out = &self.out;
+            self.opens.retain(|seq| out.iter().any(|m| m.seq == *seq));
         }
         open_unsent
     }
@@ -1965,6 +1994,13 @@ impl Connection {
 
     fn send_final_goaway(&mut self) {
         self.push_goaway(self.last_peer_id, ErrorCode::NO_ERROR, None);
+        if !self.deferred.is_empty() {
+            // The first GOAWAY is still held behind calls opened before the
+            // close: the final one replaces it there, keeping the order.
+            let last = self.control.pop_back().expect("pushed above");
+            self.deferred.clear();
+            self.deferred.push_back(last);
+        }
         self.shutdown = Shutdown::Draining { deadline: self.now + self.config.timeouts.drain };
         self.maybe_finish();
     }
@@ -1990,7 +2026,15 @@ impl Connection {
         }
     }
 
-    fn enqueue(&mut self, msg: OutMessage) {
+    fn enqueue(&mut self, mut msg: OutMessage) {
+        msg.seq = self.next_seq;
+        self.next_seq += 1;
+        if msg.is_unsent_open() {
+            self.opens.push_back(msg.seq);
+        }
+        if let Some(call) = self.calls.get_mut(&msg.id) {
+            call.out_seqs.push_back(msg.seq);
+        }
         self.queued_bytes += msg.remaining() as u64;
         self.out.push_back(msg);
     }
@@ -2019,10 +2063,12 @@ impl Connection {
         for _ in 0..self.out.len() {
             let mut msg = self.out.pop_front()?;
             let call = self.calls.get(&msg.id);
-            // Messages of one id go out one after the other, and at most
-            // `max_in_flight` fragmented events are in progress at once.
-            let waits_turn = !msg.is_started()
-                && (call.is_some_and(|c| c.sending) || (msg.is_event() && self.events_sending >= peer.max_in_flight));
+            // New ids go out in increasing order, the messages of one id one
+            // after the other, and at most `max_in_flight` fragmented events
+            // are in progress at once.
+            let waits_turn = (msg.is_unsent_open() && self.opens.front() != Some(&msg.seq))
+                || call.is_some_and(|c| c.out_seqs.front() != Some(&msg.seq))
+                || (!msg.is_started() && msg.is_event() && self.events_sending >= peer.max_in_flight);
             let mut credit = as_len(self.send_credit);
             let mut window = peer.connection_credit as usize;
             if msg.stream_credit {
@@ -2032,13 +2078,16 @@ impl Connection {
             let budget = credit.min(fragment);
             // A frame cut short by credit must be worth sending: wait for at
             // least a small frame's worth (or half the window, if smaller).
-            let worth = small.min(window / 2).max(1);
+            let worth = small.min(window / 2).min(fragment).max(1);
             let too_small = budget < msg.remaining() && budget < worth;
             if waits_turn || budget < msg.min_frame() || too_small {
                 self.out.push_back(msg);
                 continue;
             }
             let opening = !msg.is_started();
+            if msg.is_unsent_open() {
+                self.opens.pop_front();
+            }
             let frame = msg.next_frame(budget);
             let len = frame.payload.len();
             let done = msg.is_done();
@@ -2049,7 +2098,9 @@ impl Connection {
                 if opening { self.events_sending += 1 } else { self.events_sending -= 1 }
             }
             if let Some(call) = self.calls.get_mut(&msg.id) {
-                call.sending = !done;
+                if done {
+                    call.out_seqs.pop_front();
+                }
                 if opening {
                     call.opened = true;
                 }
@@ -2090,6 +2141,8 @@ impl Connection {
             error,
             ConnectionError::Refused { .. } | ConnectionError::Remote { .. } | ConnectionError::ConnectionLost
         );
+        self.deferred.clear();
+        self.opens.clear();
         if sendable && !self.eof {
             let code = error.code();
             self.control.clear();

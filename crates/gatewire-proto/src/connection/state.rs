@@ -84,8 +84,9 @@ pub(super) struct Call {
     pub(super) blocked: bool,
     /// The peer knows the id (our opening frame is out, or the peer opened).
     pub(super) opened: bool,
-    /// A message of ours on this id is partly sent.
-    pub(super) sending: bool,
+    /// Our queued messages on this id, by sequence number: they leave one
+    /// after the other.
+    pub(super) out_seqs: alloc::collections::VecDeque<u64>,
     pub(super) assembly: Option<Assembly>,
     /// The opening event was handed to the application.
     pub(super) delivered: bool,
@@ -112,7 +113,7 @@ impl Call {
             queued: 0,
             blocked: false,
             opened: origin == Side::Remote,
-            sending: false,
+            out_seqs: alloc::collections::VecDeque::new(),
             assembly: None,
             delivered: false,
             cancelled: false,
@@ -125,6 +126,8 @@ impl Call {
 #[derive(Debug)]
 pub(super) struct OutMessage {
     pub(super) id: CallId,
+    /// Order of acceptance.
+    pub(super) seq: u64,
     ty: FrameType,
     arg: u32,
     flags: Flags,
@@ -150,7 +153,18 @@ impl OutMessage {
             flags = flags.with(Flags::COMPRESSED);
             prelude.extend_from_slice(&n.to_le_bytes());
         }
-        Self { id, ty, arg, flags, codec: message.codec, prelude, body: message.body, started: false, stream_credit }
+        Self {
+            id,
+            seq: 0,
+            ty,
+            arg,
+            flags,
+            codec: message.codec,
+            prelude,
+            body: message.body,
+            started: false,
+            stream_credit,
+        }
     }
 
     /// Payload bytes still to send.

@@ -671,7 +671,7 @@ mod model {
             for c in [&mut client, &mut server] {
                 c.limits.initial_stream_credit = 2000;
                 c.limits.max_frame = 1024;
-                c.limits.send_fragment = 700;
+                c.limits.send_fragment = 1024;
                 c.limits.max_in_flight = 8;
                 c.timeouts.min_ping_interval = Duration::ZERO;
             }
@@ -1082,9 +1082,9 @@ fn ping_strikes_reset_after_a_quiet_interval() {
 #[test]
 fn oversized_single_frame_message_is_refused() {
     let mut config = Config::server();
-    config.limits.max_message = 100;
+    config.limits.max_message = 1024;
     let (mut server, now) = server_with(config);
-    let req = bytes_of(&Frame::new(Header::new(FrameType::REQUEST, 1, 0, 0), Bytes::from(vec![0u8; 101])));
+    let req = bytes_of(&Frame::new(Header::new(FrameType::REQUEST, 1, 0, 0), Bytes::from(vec![0u8; 1025])));
     server.handle_bytes(now, &req);
     assert_eq!(goaway_code(&mut server), Some(ErrorCode::TOO_LARGE));
 }
@@ -1092,7 +1092,7 @@ fn oversized_single_frame_message_is_refused() {
 #[test]
 fn long_error_messages_are_shortened_to_fit() {
     let mut server = Config::server();
-    server.limits.max_frame = 300;
+    server.limits.max_frame = 1024;
     let mut p = Pair::with(Config::client(), server);
     p.take_client();
     p.take_server();
@@ -1107,4 +1107,68 @@ fn long_error_messages_are_shortened_to_fit() {
     assert!(p.server.is_connected(), "{:?}", p.server.close_error());
     let Event::CallFailed { info, .. } = one(p.take_server()) else { panic!() };
     assert_eq!(info.message.unwrap().len(), MAX_REASON_LEN);
+}
+
+#[test]
+fn a_call_waiting_for_credit_is_not_overtaken_by_a_later_one() {
+    let mut server = Config::server();
+    server.limits.connection_credit = 2048;
+    let mut p = Pair::with(Config::client(), server.clone());
+    p.take_client();
+    p.take_server();
+    let a = p.client.send_request(1, Message::new(Codec::RAW, vec![1u8; 2000]), None).unwrap();
+    p.client.send_request(1, Message::new(Codec::RAW, vec![2u8; 1000]), None).unwrap();
+    p.client.send_request(1, raw(b"small"), None).unwrap();
+    let first: Vec<_> = core::iter::from_fn(|| p.client.poll_transmit()).map(|f| f.header.id).collect();
+    assert_eq!(first, vec![a], "the second waits for credit, and the third waits behind it");
+
+    let mut p = Pair::with(Config::client(), server);
+    p.take_client();
+    p.take_server();
+    for body in [vec![1u8; 2000], vec![2u8; 1000], b"small".to_vec()] {
+        p.client.send_request(1, Message::new(Codec::RAW, body), None).unwrap();
+    }
+    p.drive();
+    assert!(p.server.is_connected(), "{:?}", p.server.close_error());
+    let ids: Vec<_> = p
+        .take_server()
+        .iter()
+        .filter_map(|e| if let Event::Request { id, .. } = e { Some(*id) } else { None })
+        .collect();
+    assert_eq!(ids, vec![1, 3, 5]);
+}
+
+#[test]
+fn an_error_from_the_callee_ends_a_half_open_stream() {
+    let mut p = connected();
+    let id = p.client.open_stream(1, raw(b""), None, false).unwrap();
+    p.drive();
+    p.take_server();
+    p.server.send_error(id, ErrorCode::INTERNAL, ErrorInfo::default()).unwrap();
+    p.drive();
+    assert_eq!(p.server.table_len(), 0);
+    assert_eq!(p.server.calls_in_flight(), (0, 0));
+    assert!(matches!(one(p.take_client()), Event::CallFailed { code: ErrorCode::INTERNAL, .. }));
+    assert_eq!(p.client.table_len(), 0);
+}
+
+#[test]
+fn the_final_goaway_never_overtakes_the_first() {
+    let mut server = Config::server();
+    server.timeouts.goaway_grace = Duration::from_millis(10);
+    let mut client = Config::client();
+    client.limits.connection_credit = 2048;
+    let mut p = Pair::with(client, server);
+    p.take_client();
+    p.take_server();
+    // A request that cannot leave for lack of credit holds the GOAWAY back.
+    p.server.send_request(1, Message::new(Codec::RAW, vec![0u8; 2040]), None).unwrap();
+    p.server.send_request(1, Message::new(Codec::RAW, vec![0u8; 1000]), None).unwrap();
+    p.server.close(ErrorCode::NO_ERROR, None);
+    p.advance(Duration::from_millis(10));
+    p.drive();
+    assert!(p.client.close_error().is_none(), "{:?}", p.client.close_error());
+    let goaways: Vec<_> =
+        p.server_sent.iter().filter(|f| f.header.ty == FrameType::GOAWAY).map(|f| f.header.id).collect();
+    assert!(!goaways.is_empty() && goaways.windows(2).all(|w| w[0] >= w[1]), "{goaways:?}");
 }
