@@ -34,8 +34,6 @@ pub struct Limits {
     /// Largest HELLO or HELLO_ACK payload, in bytes; also the frame limit
     /// until the handshake completes. Default 16 KiB. GOAWAY(TOO_LARGE).
     pub max_handshake: u32,
-    /// Fragments one message may span. Default 1024. GOAWAY(TOO_LARGE).
-    pub max_fragments: u32,
     /// Size of the fragments we send, in bytes; capped by the peer's frame
     /// limit. Default 64 KiB. Smaller values let control frames and small
     /// calls overtake bulk transfers sooner.
@@ -83,7 +81,6 @@ impl Default for Limits {
             initial_stream_credit: 256 * 1024,
             connection_credit: 4 << 20,
             max_handshake: 16 * 1024,
-            max_fragments: 1024,
             send_fragment: 64 * 1024,
             max_send_queue: 8 << 20,
             max_pending_control: 64,
@@ -131,10 +128,9 @@ impl Limits {
         check("max_frame", self.max_frame.into(), min, ceiling)?;
         check("max_message", self.max_message.into(), min, u64::from(u32::MAX))?;
         check("max_in_flight", self.max_in_flight.into(), 1, u64::from(u32::MAX))?;
-        check("initial_stream_credit", self.initial_stream_credit.into(), 1, MAX_WINDOW.into())?;
-        check("connection_credit", self.connection_credit.into(), 1, MAX_WINDOW.into())?;
+        check("initial_stream_credit", self.initial_stream_credit.into(), min, MAX_WINDOW.into())?;
+        check("connection_credit", self.connection_credit.into(), min, MAX_WINDOW.into())?;
         check("max_handshake", self.max_handshake.into(), 256, ceiling)?;
-        check("max_fragments", self.max_fragments.into(), 1, u64::from(u32::MAX))?;
         check("send_fragment", self.send_fragment.into(), min, ceiling)?;
         check("max_send_queue", self.max_send_queue, 1, u64::MAX)?;
         check("max_pending_control", self.max_pending_control.into(), 4, u64::from(u32::MAX))?;

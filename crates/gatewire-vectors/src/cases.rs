@@ -399,19 +399,19 @@ pub fn conversations() -> Vec<Conversation> {
     s.handshake();
     s.call(C, "open_stream", json!({"method": 3, "message": msg(b""), "end": false})).exchange();
     for _ in 0..4 {
-        s.call(C, "send_stream_data", json!({"id": 1, "message": msg(&[7; 40]), "end": false}));
+        s.call(C, "send_stream_data", json!({"id": 1, "message": msg(&[7; 400]), "end": false}));
     }
     s.exchange();
-    s.call(S, "grant_credit", json!({"id": 1, "n": 100})).exchange();
-    s.call(C, "send_stream_data", json!({"id": 1, "message": msg(&[8; 40]), "end": false})).exchange();
+    s.call(S, "grant_credit", json!({"id": 1, "n": 1000})).exchange();
+    s.call(C, "send_stream_data", json!({"id": 1, "message": msg(&[8; 400]), "end": false})).exchange();
     s.call(C, "send_stream_data", json!({"id": 1, "message": msg(b"last"), "end": true})).exchange();
     s.call(S, "send_stream_data", json!({"id": 1, "message": msg(b"reply"), "end": false}));
     s.call(S, "finish", json!({"id": 1})).exchange().check(C).check(S);
     v.push(s.done_with(
         "stream_credit",
-        "a stream with 100 bytes of credit: the sender is blocked, the grant unblocks it, END closes each half",
+        "a stream with 1024 bytes of credit: the sender is blocked, the grant unblocks it, END closes each half",
         ConfigJson::default(),
-        limits(&[("initial_stream_credit", 100)]),
+        limits(&[("initial_stream_credit", 1024)]),
     ));
 
     s.handshake();
@@ -537,12 +537,12 @@ pub fn conversations() -> Vec<Conversation> {
 
     s.handshake();
     s.call(C, "open_stream", json!({"method": 3, "message": msg(b""), "end": false})).exchange();
-    s.drop_frames(C).inject(S, &frame_bytes(8, 0, 0, 1, 0, &[1; 101])).deliver(S).events(S).events(C).check(S);
+    s.drop_frames(C).inject(S, &frame_bytes(8, 0, 0, 1, 0, &[1; 1025])).deliver(S).events(S).events(C).check(S);
     v.push(s.done_with(
         "stream_credit_exceeded",
         "data beyond the stream's credit is a stream error: ERROR(FLOW_CONTROL)",
         ConfigJson::default(),
-        limits(&[("initial_stream_credit", 100)]),
+        limits(&[("initial_stream_credit", 1024)]),
     ));
 
     s.handshake();

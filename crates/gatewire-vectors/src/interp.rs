@@ -35,7 +35,6 @@ pub fn config(role_server: bool, j: &ConfigJson) -> Result<Config, String> {
             "initial_stream_credit" => l.initial_stream_credit = small()?,
             "connection_credit" => l.connection_credit = small()?,
             "max_handshake" => l.max_handshake = small()?,
-            "max_fragments" => l.max_fragments = small()?,
             "send_fragment" => l.send_fragment = small()?,
             "max_send_queue" => l.max_send_queue = v,
             "max_pending_control" => l.max_pending_control = small()?,

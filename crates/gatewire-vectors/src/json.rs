@@ -52,6 +52,7 @@ fn violation_kind(v: &Violation) -> &'static str {
         Violation::CompressionNotNegotiated => "compression_not_negotiated",
         Violation::VersionNotOffered(_) => "version_not_offered",
         Violation::GoAwayIncreased { .. } => "goaway_increased",
+        Violation::InvalidPeerLimit(_) => "invalid_peer_limit",
         _ => "other",
     }
 }

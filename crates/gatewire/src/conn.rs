@@ -370,6 +370,20 @@ impl Connection {
         Ok((SendStream::new(self.shared.clone(), id), RecvStream::new(self.shared.clone(), id, true)))
     }
 
+    /// Opens a stream that only the peer sends on (server streaming): the
+    /// opening message is the request, and our half ends with it.
+    pub async fn server_stream(&self, method: u32, request: Message) -> Result<RecvStream> {
+        let id = self
+            .with_room(|shared, inner| {
+                let message = shared.prepare(inner, request.clone());
+                let id = inner.core.open_stream(method, message, None, true)?;
+                inner.streams.insert(id, StreamSlot::new(false));
+                Ok(id)
+            })
+            .await?;
+        Ok(RecvStream::new(self.shared.clone(), id, true))
+    }
+
     /// Sends a PING and returns the round-trip time.
     pub async fn ping(&self) -> Result<Duration> {
         let rx = {
@@ -475,8 +489,13 @@ pub(crate) fn dispatch(shared: &Arc<Shared>, inner: &mut Inner) {
             }
             Event::StreamData { id, message, end } => {
                 if let Some(slot) = inner.streams.get_mut(&id) {
-                    let credit = message.body.len() as u32 + if message.uncompressed_len.is_some() { 4 } else { 0 };
-                    slot.queue.push_back((message, credit));
+                    // An empty raw message with END (`finish`) only ends the
+                    // half; it is not a message of its own.
+                    let bare_end = end && message.body.is_empty() && message.codec == gatewire_proto::Codec::RAW;
+                    if !bare_end {
+                        let credit = message.body.len() as u32 + if message.uncompressed_len.is_some() { 4 } else { 0 };
+                        slot.queue.push_back((message, credit));
+                    }
                     slot.end |= end;
                     slot.wake();
                 }

@@ -16,7 +16,8 @@ use crate::compress;
 use crate::conn::{Shared, dispatch};
 use crate::error::{Error, Result};
 
-/// The sending half of a stream.
+/// The sending half of a stream. Dropping it ends our half of the stream
+/// (like [`SendStream::finish`]).
 pub struct SendStream {
     shared: Arc<Shared>,
     id: u32,
@@ -110,6 +111,21 @@ impl SendStream {
             return Ok(());
         }
         self.send_inner(Message::new(gatewire_proto::Codec::RAW, bytes::Bytes::new()), true).await
+    }
+}
+
+impl Drop for SendStream {
+    /// Ends our half of the stream, as [`SendStream::finish`] would.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut inner = self.shared.lock();
+        if inner.core.finish(self.id).is_ok() {
+            dispatch(&self.shared, &mut inner);
+            drop(inner);
+            self.shared.wake_writer();
+        }
     }
 }
 

@@ -168,6 +168,11 @@ fn test() -> Result {
     check_codegen()?;
     step("vectors are fresh");
     run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-vectors", "--bin", "gen-vectors", "--", "--check"])?;
+    step("examples run as tests");
+    run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-demo"])?;
+    run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-example-echo", "--bin", "streaming"])?;
+    run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-example-pair"])?;
+    js_tests()?;
     step("codec benchmark (smoke)");
     run(
         "cargo",
@@ -183,8 +188,17 @@ fn test() -> Result {
     Ok(())
 }
 
+/// The TypeScript package: install pinned dependencies, type-check, test.
+fn js_tests() -> Result {
+    step("TypeScript package (bindings/js): npm ci, typecheck, tests");
+    let dir = root().join("bindings/js");
+    run_in(&dir, "npm", &["ci", "--no-audit", "--no-fund", "--loglevel=error"], &[])?;
+    run_in(&dir, "npm", &["run", "--silent", "typecheck"], &[])?;
+    run_in(&dir, "npm", &["test", "--silent"], &[])
+}
+
 fn demo() -> Result {
-    run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-example-pair"])
+    run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-demo"])
 }
 
 fn vectors() -> Result {

@@ -358,6 +358,9 @@ pub struct Connection {
 
     events: VecDeque<PendingEvent>,
     event_bytes: u64,
+    /// Calls whose opening event was dropped undelivered; their later queued
+    /// events are dropped too.
+    skipped: BTreeSet<CallId>,
 
     calls: BTreeMap<CallId, Call>,
     deadlines: BTreeSet<(Instant, CallId)>,
@@ -438,6 +441,7 @@ impl Connection {
             send_blocked: false,
             events: VecDeque::new(),
             event_bytes: 0,
+            skipped: BTreeSet::new(),
             calls: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             assembling: BTreeSet::new(),
@@ -1019,7 +1023,7 @@ impl Connection {
         let room = (i64::from(MAX_WINDOW) - call.recv_credit).max(0);
         let grant = i64::from(call.grant_pending).min(room);
         if grant > 0 && (grant >= threshold || call.recv_credit <= 0) {
-            call.grant_pending = 0;
+            call.grant_pending -= u32::try_from(grant).unwrap_or(u32::MAX);
             call.recv_credit += grant;
             let grant = u32::try_from(grant).unwrap_or(MAX_WINDOW);
             self.push_control(FrameType::CREDIT, id, grant, Bytes::new());
@@ -1123,14 +1127,33 @@ impl Connection {
                         self.early_cancels.refund(1);
                     }
                     _ => {
-                        self.resume_input();
+                        // Cancelled (or the connection failed) before the
+                        // application saw it: it never hears of the call.
+                        self.skipped.insert(id);
+                        self.after_poll();
                         continue;
                     }
                 }
             }
-            self.resume_input();
+            let follows_skipped = match &pending.event {
+                Event::StreamData { id, .. } | Event::Cancelled { id, .. } => self.skipped.contains(id),
+                _ => false,
+            };
+            self.after_poll();
+            if follows_skipped {
+                continue;
+            }
             return Some(pending.event);
         }
+    }
+
+    fn after_poll(&mut self) {
+        if self.events.is_empty() {
+            // No queued event can name a skipped call any more, and the
+            // calls themselves are gone.
+            self.skipped.clear();
+        }
+        self.resume_input();
     }
 
     /// When [`Connection::handle_timeout`] should next be called.
@@ -1330,7 +1353,12 @@ impl Connection {
         let a = advertised;
         // Zero means "the default"; anything else must leave room for a
         // prelude and a reason string.
-        for (name, v) in [("max_frame", a.max_frame), ("max_message", a.max_message)] {
+        for (name, v) in [
+            ("max_frame", a.max_frame),
+            ("max_message", a.max_message),
+            ("initial_stream_credit", a.initial_stream_credit),
+            ("connection_credit", a.connection_credit),
+        ] {
             if v != 0 && v < crate::limits::MIN_FRAME {
                 return Err(Violation::InvalidPeerLimit(name));
             }
@@ -1661,7 +1689,7 @@ impl Connection {
         self.charge_connection(h.length)?;
         self.charge_small(&h)?;
         let max_message = self.config.limits.max_message;
-        let max_fragments = self.config.limits.max_fragments;
+        let max_fragments = max_fragments(max_message);
         let Some(call) = self.calls.get_mut(&h.id) else {
             self.return_connection_credit(h.length);
             return self.unknown_id(h.ty, h.id);
@@ -1988,7 +2016,9 @@ impl Connection {
 
     fn push_goaway(&mut self, last: CallId, code: ErrorCode, message: Option<&str>) {
         let info = GoAwayInfo { message: message.map(truncate_reason) };
-        self.goaway_sent = Some(self.goaway_sent.map_or(last, |p| p.min(last)));
+        // The last id only ever decreases.
+        let last = self.goaway_sent.map_or(last, |p| p.min(last));
+        self.goaway_sent = Some(last);
         self.push_control(FrameType::GOAWAY, last, code.0.into(), info.encode().into());
     }
 
@@ -2058,7 +2088,7 @@ impl Connection {
         }
         let peer = self.peer.as_ref().map(|p| p.limits).unwrap_or_default();
         let fragment = peer.max_frame.min(self.config.limits.send_fragment) as usize;
-        let small = self.config.limits.small_frame_threshold as usize;
+        let small = MIN_FRAGMENT as usize;
         let as_len = |credit: i64| usize::try_from(credit.max(0)).unwrap_or(usize::MAX);
         for _ in 0..self.out.len() {
             let mut msg = self.out.pop_front()?;
@@ -2204,6 +2234,16 @@ impl Connection {
             self.finish_closed(None);
         }
     }
+}
+
+/// Smallest non-final fragment a sender emits: a frame that credit would cut
+/// shorter waits for more credit instead.
+pub const MIN_FRAGMENT: u32 = 256;
+
+/// Fragments a message of at most `max_message` bytes may span: every
+/// non-final fragment carries at least [`MIN_FRAGMENT`] bytes.
+pub const fn max_fragments(max_message: u32) -> u32 {
+    max_message / MIN_FRAGMENT + 2
 }
 
 /// Longest reason string we put in GOAWAY, a refusal or a shortened ERROR,

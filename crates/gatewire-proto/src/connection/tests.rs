@@ -250,7 +250,7 @@ fn small_call_overtakes_bulk_transfer() {
 #[test]
 fn stream_credit_backpressure() {
     let mut server = Config::server();
-    server.limits.initial_stream_credit = 1000;
+    server.limits.initial_stream_credit = 1024;
     let mut p = Pair::with(Config::client(), server);
     p.take_client();
     p.take_server();
@@ -261,7 +261,7 @@ fn stream_credit_backpressure() {
     p.client.send_stream_data(id, chunk.clone(), false).unwrap();
     p.client.send_stream_data(id, chunk.clone(), false).unwrap();
     p.client.send_stream_data(id, chunk.clone(), false).unwrap();
-    // 1200 bytes accepted against 1000 of credit: the next send is blocked.
+    // 1200 bytes accepted against 1024 of credit: the next send is blocked.
     assert_eq!(p.client.send_stream_data(id, chunk.clone(), false), Err(SendError::Blocked));
     p.drive();
     let got: usize = p
@@ -275,7 +275,7 @@ fn stream_credit_backpressure() {
     // The third message waits: 200 bytes of credit are not worth a frame
     // that would leave most of it behind.
     assert_eq!(got, 800);
-    assert_eq!(p.client.stream_send_credit(id), Some(200));
+    assert_eq!(p.client.stream_send_credit(id), Some(224));
     p.server.grant_credit(id, 1000).unwrap();
     p.drive();
     assert!(p.take_client().contains(&Event::Writable { id: Some(id) }));
@@ -927,7 +927,7 @@ fn messages_of_one_stream_are_never_interleaved() {
 #[test]
 fn a_grant_waits_for_the_stream_to_open() {
     let mut client = Config::client();
-    client.limits.initial_stream_credit = 100;
+    client.limits.initial_stream_credit = 1024;
     let mut p2 = Pair::with(client, Config::server());
     p2.take_client();
     p2.take_server();
@@ -937,13 +937,13 @@ fn a_grant_waits_for_the_stream_to_open() {
     assert!(p2.server.is_connected(), "{:?}", p2.server.close_error());
     let kinds: Vec<_> = p2.client_sent.iter().skip(1).map(|f| f.header.ty).collect();
     assert_eq!(kinds, vec![FrameType::STREAM_OPEN, FrameType::CREDIT]);
-    assert_eq!(p2.server.stream_send_credit(id), Some(1100));
+    assert_eq!(p2.server.stream_send_credit(id), Some(2024));
 }
 
 #[test]
 fn a_message_larger_than_the_stream_window_completes() {
     let (mut client, server) = small_frames();
-    client.limits.initial_stream_credit = 1000;
+    client.limits.initial_stream_credit = 1024;
     let mut p = Pair::with(client, server);
     p.take_client();
     p.take_server();
