@@ -304,3 +304,14 @@ async fn connection_loss_fails_pending_calls_at_once() {
     }
     assert_eq!(failed.load(Ordering::Relaxed), 20);
 }
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_close_gracefully() {
+    let server = Builder::new().router(echo()).idle_timeout(Some(Duration::from_secs(300)));
+    let (c, s) = pair(server, Builder::new().keepalive(None, Duration::from_secs(20))).await;
+    c.call(1, Message::raw(&b"once"[..])).await.unwrap();
+    let started = tokio::time::Instant::now();
+    assert!(timeout(Duration::from_secs(600), s.closed()).await.unwrap().is_none(), "a graceful close");
+    assert!(started.elapsed() >= Duration::from_secs(300), "{:?}", started.elapsed());
+    assert!(timeout(LIMIT, c.closed()).await.unwrap().is_none());
+}
