@@ -276,7 +276,8 @@ mod props {
                     _ => {}
                 }
                 match ty {
-                    FrameType::ERROR | FrameType::GOAWAY => h.arg &= 0xFFFF,
+                    FrameType::ERROR => h.arg = (h.arg & 0xFFFF).max(1),
+                    FrameType::GOAWAY => h.arg &= 0xFFFF,
                     FrameType::CREDIT => h.arg = h.arg.max(1),
                     FrameType::REQUEST | FrameType::EVENT | FrameType::STREAM_OPEN => {}
                     _ => h.arg = 0,
