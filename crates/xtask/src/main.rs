@@ -172,6 +172,7 @@ fn test() -> Result {
     run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-demo"])?;
     run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-example-echo", "--bin", "streaming"])?;
     run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-example-pair"])?;
+    python_tests()?;
     js_tests()?;
     step("codec benchmark (smoke)");
     run(
@@ -186,6 +187,27 @@ fn test() -> Result {
     fuzz(15)?;
     eprintln!("\nall checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The Python package: lint, type-check and test, including the
+/// differential run against the Rust core on random conversations.
+fn python_tests() -> Result {
+    step("Python package (bindings/python): ruff, mypy --strict, pytest (vectors, properties, differential)");
+    let venv = tool_venv()?;
+    let bin = |n: &str| venv.join("bin").join(n).to_str().expect("utf-8 path").to_owned();
+    run(&bin("pip"), &["install", "--quiet", "--disable-pip-version-check", "-e", "bindings/python[test]"])?;
+    run("cargo", &["build", "--locked", "--quiet", "-p", "gatewire-vectors", "--bin", "record-conversations"])?;
+    let recorder = root().join("target/debug/record-conversations");
+    let dir = root().join("bindings/python");
+    run_in(&dir, &bin("ruff"), &["check", "--quiet"], &[])?;
+    run_in(&dir, &bin("ruff"), &["format", "--check", "--quiet"], &[])?;
+    run_in(&dir, &bin("mypy"), &[], &[])?;
+    run_in(
+        &dir,
+        &bin("python"),
+        &["-m", "pytest", "-q"],
+        &[("GATEWIRE_RECORDER", recorder.to_str().expect("utf-8 path"))],
+    )
 }
 
 /// The TypeScript package: install pinned dependencies, type-check, test.
