@@ -1,11 +1,13 @@
 //! Connection configuration and the builder that connects and serves.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use gatewire_proto::connection::Role;
 use gatewire_proto::{Limits, Timeouts};
 
+use crate::auth::{AuthPayload, Authenticator, Authorizer, Token};
 use crate::conn::Connection;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
@@ -13,6 +15,7 @@ use crate::router::Router;
 use crate::server::Server;
 use crate::transport::Transport;
 use crate::transport::listener::{self, ConnectOptions};
+use crate::transport::tls::{TlsClientConfig, TlsServerConfig};
 
 /// Everything a connection is configured with. Build it with [`Builder`].
 #[derive(Clone, Debug)]
@@ -22,9 +25,16 @@ pub(crate) struct Config {
     pub(crate) compression_threshold: Option<usize>,
     pub(crate) compression_level: i32,
     pub(crate) event_queue: usize,
-    pub(crate) auth: Option<Bytes>,
+    /// The HELLO `auth` payload; redacted in `Debug` (it is often a token).
+    pub(crate) auth: Option<AuthPayload>,
     pub(crate) max_connections: usize,
     pub(crate) ws_origins: Vec<String>,
+    // Security (auth.rs, transport/tls.rs): who may connect, what they may
+    // call, and the TLS settings of `tls://` and `wss://`.
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+    pub(crate) authorizer: Option<Arc<dyn Authorizer>>,
+    pub(crate) tls_server: Option<TlsServerConfig>,
+    pub(crate) tls_client: Option<TlsClientConfig>,
 }
 
 impl Default for Config {
@@ -38,6 +48,10 @@ impl Default for Config {
             auth: None,
             max_connections: 10_000,
             ws_origins: Vec::new(),
+            authenticator: None,
+            authorizer: None,
+            tls_server: None,
+            tls_client: None,
         }
     }
 }
@@ -156,10 +170,54 @@ impl Builder {
         self
     }
 
-    /// Authentication payload sent in the handshake (clients).
+    /// Authentication payload sent in the handshake (clients). It is never
+    /// shown by `Debug`.
     #[must_use]
     pub fn auth(mut self, payload: impl Into<Bytes>) -> Self {
-        self.config.auth = Some(payload.into());
+        self.config.auth = Some(AuthPayload(payload.into()));
+        self
+    }
+
+    /// A bearer token (static token or JWT) sent as the handshake's
+    /// authentication payload (clients); the same as [`Builder::auth`] with
+    /// the token's bytes. Tokens never travel in URLs.
+    #[must_use]
+    pub fn token(self, token: impl Into<Token>) -> Self {
+        self.auth(token.into().expose().to_vec())
+    }
+
+    /// Decides which clients a server accepts, and who they are (see
+    /// [`crate::auth`]). Without one (the default) every client is accepted
+    /// with an anonymous identity. A refused client's connect fails with the
+    /// refusal's code (`UNAUTHENTICATED`).
+    #[must_use]
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.config.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// Decides, before each incoming call or stream, whether the peer's
+    /// identity may call the method; a denied call gets `PERMISSION_DENIED`
+    /// and its handler does not run. Default: every call is allowed.
+    #[must_use]
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.config.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// Certificate, key and client-certificate policy for the `tls://` and
+    /// `wss://` endpoints a server binds (required to bind them).
+    #[must_use]
+    pub fn tls_server(mut self, config: TlsServerConfig) -> Self {
+        self.config.tls_server = Some(config);
+        self
+    }
+
+    /// Trust anchors, client certificate and server name for connecting to
+    /// `tls://` and `wss://` endpoints (required to connect to them).
+    #[must_use]
+    pub fn tls_client(mut self, config: TlsClientConfig) -> Self {
+        self.config.tls_client = Some(config);
         self
     }
 
@@ -191,13 +249,16 @@ impl Builder {
     }
 
     /// Connects to `url` (`tcp://host:port`, `unix:///path`,
-    /// `ws://host:port/path`) and completes the handshake.
+    /// `ws://host:port/path`, and with [`Builder::tls_client`]
+    /// `tls://host:port` and `wss://host:port/path`) and completes the
+    /// handshake.
     pub async fn connect(self, url: &str) -> Result<Connection> {
         let endpoint: Endpoint =
             url.parse().map_err(|e: crate::endpoint::EndpointError| Error::config(e.to_string()))?;
         let opts = ConnectOptions {
             max_frame: self.config.limits.max_frame,
             handshake_timeout: self.config.timeouts.handshake,
+            tls: self.config.tls_client.clone(),
             ..ConnectOptions::default()
         };
         let transport = listener::connect(&endpoint, &opts).await?;

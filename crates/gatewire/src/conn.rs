@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, warn};
 
+use crate::auth::{self, Identity};
 use crate::compress;
 use crate::config::Config;
 use crate::error::{Error, Result, Status};
@@ -111,6 +112,9 @@ pub(crate) struct Shared {
     router: Router,
     config: Config,
     pub(crate) counters: Counters,
+    /// Server: who the client authenticated as, set once when its HELLO is
+    /// accepted (auth.rs). Client: unset.
+    identity: OnceLock<Identity>,
 }
 
 /// A gatewire connection. Cheap to clone; every clone drives the same
@@ -182,7 +186,7 @@ impl Connection {
         core_config.timeouts = config.timeouts.clone();
         core_config.compression = config.compression_threshold.is_some();
         core_config.agent = Some(concat!("gatewire-rust/", env!("CARGO_PKG_VERSION")).into());
-        core_config.auth.clone_from(&config.auth);
+        core_config.auth = config.auth.as_ref().map(|a| a.0.clone());
         let epoch = Instant::now();
         let (connected_tx, connected_rx) = oneshot::channel();
         let inner = Inner {
@@ -206,6 +210,7 @@ impl Connection {
             router,
             config,
             counters: Counters::default(),
+            identity: OnceLock::new(),
         });
         let conn = Self { shared: shared.clone() };
         conn.start_event_handlers();
@@ -253,6 +258,12 @@ impl Connection {
     /// What the transport knows about the peer.
     pub fn peer_info(&self) -> PeerInfo {
         self.shared.peer.clone()
+    }
+
+    /// Server side: who the client authenticated as (anonymous when no
+    /// authenticator is configured). Client side: `None`.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.shared.identity.get()
     }
 
     /// Counters, and calls in flight in each direction.
@@ -450,10 +461,23 @@ impl Drop for CancelOnDrop<'_> {
 pub(crate) fn dispatch(shared: &Arc<Shared>, inner: &mut Inner) {
     while let Some(event) = inner.core.poll_event() {
         match event {
-            Event::HelloReceived(_) => {
-                // Authentication hooks decide here; today every client that
-                // speaks a common version is accepted.
-                let _ = inner.core.accept();
+            Event::HelloReceived(hello) => {
+                // Authentication (auth.rs): the configured authenticator
+                // decides from the HELLO's `auth` payload and the transport's
+                // facts (TLS client certificate, Unix credentials). Without
+                // one every client is accepted, anonymously. A refusal is a
+                // HELLO_ACK with the code (UNAUTHENTICATED), then close.
+                // Never log `hello`: its Debug shows the credential.
+                let authenticator = shared.config.authenticator.as_deref();
+                match auth::authenticate(authenticator, hello.auth.as_deref(), &shared.peer) {
+                    Ok(identity) => {
+                        let _ = shared.identity.set(identity);
+                        let _ = inner.core.accept();
+                    }
+                    Err(status) => {
+                        let _ = inner.core.refuse(status.code, status.message.as_deref());
+                    }
+                }
             }
             Event::Connected(peer) => {
                 debug!(version = peer.version, agent = ?peer.agent, "connected");
@@ -499,6 +523,13 @@ pub(crate) fn dispatch(shared: &Arc<Shared>, inner: &mut Inner) {
                     slot.end |= end;
                     slot.wake();
                 }
+            }
+            Event::Event { method, .. }
+                if auth::check_call(shared.identity.get(), shared.config.authorizer.as_deref(), method).is_err() =>
+            {
+                // Events get no answer: one the authorizer denies is dropped.
+                shared.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+                debug!(method, "event denied by the authorizer");
             }
             Event::Event { method, message } => match inner.events.get(&method) {
                 Some(tx) => {
@@ -616,6 +647,12 @@ fn spawn_unary(
     message: Message,
     deadline: Option<Duration>,
 ) {
+    // Authorization (auth.rs): an expired identity or a denied method is
+    // answered before the handler (or UNKNOWN_METHOD) is involved.
+    if let Err(status) = auth::check_call(shared.identity.get(), shared.config.authorizer.as_deref(), method) {
+        let _ = inner.core.send_error(id, status.code, ErrorInfo { message: status.message, details: None });
+        return;
+    }
     let Some(handler) = shared.router.unary.get(&method).cloned() else {
         let info = ErrorInfo { message: Some(format!("no handler for method {method}")), details: None };
         let _ = inner.core.send_error(id, ErrorCode::UNKNOWN_METHOD, info);
@@ -663,6 +700,11 @@ fn spawn_stream(
     end: bool,
     deadline: Option<Duration>,
 ) {
+    // Authorization (auth.rs), as in `spawn_unary`.
+    if let Err(status) = auth::check_call(shared.identity.get(), shared.config.authorizer.as_deref(), method) {
+        let _ = inner.core.send_error(id, status.code, ErrorInfo { message: status.message, details: None });
+        return;
+    }
     let Some(handler) = shared.router.streams.get(&method).cloned() else {
         let info = ErrorInfo { message: Some(format!("no stream handler for method {method}")), details: None };
         let _ = inner.core.send_error(id, ErrorCode::UNKNOWN_METHOD, info);

@@ -70,7 +70,14 @@ impl Error {
     }
 
     pub(crate) fn from_connection(e: &ConnectionError) -> Self {
-        Self::closed(e.code(), Some(e.to_string()))
+        // A refusal or an error GOAWAY carries the peer's reason: keep it.
+        let message = match e {
+            ConnectionError::Refused { message: Some(m), .. } | ConnectionError::Remote { message: Some(m), .. } => {
+                format!("{e}: {m}")
+            }
+            _ => e.to_string(),
+        };
+        Self::closed(e.code(), Some(message))
     }
 
     pub(crate) fn from_send(e: SendError) -> Self {

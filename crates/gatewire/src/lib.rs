@@ -29,6 +29,16 @@
 //! - this crate adds transports ([`transport`]), the connection driver
 //!   ([`Connection`]), handlers ([`Router`]), streams and a [`Server`].
 //!
+//! # Security
+//!
+//! `tls://` and `wss://` endpoints run over TLS 1.3 (rustls with *ring*;
+//! [`Builder::tls_server`], [`Builder::tls_client`], optional client
+//! certificates). A server's [`Authenticator`] decides in the handshake who
+//! may connect (tokens, JWT, client certificates, Unix credentials; see
+//! [`auth`]), an [`Authorizer`] decides per call, and handlers read the
+//! caller's [`Identity`] from [`CallContext::identity`]. `docs/SECURITY.md`
+//! has the threat model and a deployment guide.
+//!
 //! # Cancel safety
 //!
 //! - Dropping a [`Connection::call`] future before it completes cancels the
@@ -49,6 +59,7 @@
 //! fails at once with an [`Error`] for which `is_closed()` is true; nothing
 //! waits forever.
 
+pub mod auth;
 pub mod codec;
 mod compress;
 mod config;
@@ -60,6 +71,7 @@ mod server;
 mod stream;
 pub mod transport;
 
+pub use auth::{Authenticator, Authorizer, Identity, Token};
 pub use config::Builder;
 pub use conn::{Connection, Stats};
 pub use endpoint::Endpoint;
@@ -68,6 +80,7 @@ pub use gatewire_proto::{Codec, ErrorCode, Limits, Message, Timeouts};
 pub use router::{BoxFuture, CallContext, Router};
 pub use server::Server;
 pub use stream::{RecvStream, SendStream};
+pub use transport::tls::{TlsClientConfig, TlsServerConfig};
 
 /// Connects to `url` with the default configuration and no handlers.
 pub async fn connect(url: &str) -> Result<Connection> {

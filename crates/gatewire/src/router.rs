@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Message;
+use crate::auth::Identity;
 use crate::conn::Connection;
 use crate::error::Status;
 use crate::stream::{RecvStream, SendStream};
@@ -61,9 +62,17 @@ impl CallContext {
         &self.connection
     }
 
-    /// What the transport knows about the peer (address, Unix credentials).
+    /// What the transport knows about the peer (address, Unix credentials,
+    /// TLS session and client certificate).
     pub fn peer(&self) -> PeerInfo {
         self.connection.peer_info()
+    }
+
+    /// Server side: who the caller authenticated as in the handshake
+    /// (anonymous when no authenticator is configured); see
+    /// [`crate::auth`]. Client side: `None`.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.connection.identity()
     }
 }
 

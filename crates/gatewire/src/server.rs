@@ -37,6 +37,8 @@ impl Server {
             max_frame: config.limits.max_frame,
             ws_origins: config.ws_origins.clone(),
             handshake_timeout: config.timeouts.handshake,
+            // Security: the certificate for `tls://` and `wss://` endpoints.
+            tls: config.tls_server.clone(),
             ..ListenOptions::default()
         };
         let mut listeners = Vec::new();

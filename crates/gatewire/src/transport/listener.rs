@@ -1,5 +1,5 @@
 //! Binding and connecting by [`Endpoint`]: one entry point over the TCP,
-//! Unix-socket and WebSocket transports.
+//! Unix-socket, TLS and WebSocket (plain or over TLS) transports.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -14,8 +14,9 @@
 //! # drop((client, accepted)); Ok(()) }
 //! ```
 //!
-//! `tls://` and `wss://` endpoints fail with [`io::ErrorKind::Unsupported`]
-//! wrapping [`EndpointError::Unsupported`] until the security work lands.
+//! `tls://` and `wss://` endpoints need a TLS configuration
+//! ([`ListenOptions::tls`], [`ConnectOptions::tls`]); without one they fail
+//! with [`io::ErrorKind::InvalidInput`]. They never fall back to plaintext.
 
 use std::io;
 use std::time::Duration;
@@ -24,9 +25,10 @@ use gatewire_proto::frame::MAX_FRAME_CEILING;
 
 use super::Transport;
 use super::tcp::{self, TcpListener};
+use super::tls::{self, TlsClientConfig, TlsListener, TlsOptions, TlsServerConfig};
 use super::unix::{self, UnixListener};
-use super::ws::{self, WsListener, WsOptions};
-use crate::endpoint::{Endpoint, EndpointError};
+use super::ws::{self, WsListener, WsOptions, WssListener};
+use crate::endpoint::Endpoint;
 
 /// Default `max_frame`: 1 MiB of frame payload.
 pub const DEFAULT_MAX_FRAME: u32 = 1 << 20;
@@ -46,11 +48,15 @@ pub struct ListenOptions {
     /// WebSocket `Origin` allowlist, compared byte for byte; default empty
     /// (any). When non-empty, a present but unlisted `Origin` gets HTTP 403.
     pub ws_origins: Vec<String>,
-    /// Deadline for a transport-level handshake (the WebSocket upgrade);
-    /// default 10 s.
+    /// Deadline for a transport-level handshake (the TLS handshake and the
+    /// WebSocket upgrade together); default 10 s.
     pub handshake_timeout: Duration,
-    /// Transport handshakes in progress at once (WebSocket); default 100.
+    /// Transport handshakes in progress at once (TLS, WebSocket); default
+    /// 100.
     pub max_pending_handshakes: usize,
+    /// Certificate, key and client-certificate policy for `tls://` and
+    /// `wss://`; default none (binding them fails).
+    pub tls: Option<TlsServerConfig>,
 }
 
 impl Default for ListenOptions {
@@ -60,6 +66,7 @@ impl Default for ListenOptions {
             ws_origins: Vec::new(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_pending_handshakes: ws::DEFAULT_MAX_PENDING_HANDSHAKES,
+            tls: None,
         }
     }
 }
@@ -88,6 +95,12 @@ impl ListenOptions {
         self.max_pending_handshakes = n;
         self
     }
+
+    /// Sets [`tls`](Self::tls).
+    pub fn tls(mut self, config: TlsServerConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
 }
 
 /// Transport settings for [`connect`].
@@ -101,13 +114,16 @@ pub struct ConnectOptions {
     /// non-browser clients send none.
     pub ws_origin: Option<String>,
     /// Deadline for connecting, transport handshake included (TCP connect,
-    /// WebSocket upgrade); default 10 s.
+    /// TLS handshake, WebSocket upgrade); default 10 s.
     pub handshake_timeout: Duration,
+    /// Trust anchors, client certificate and server name for `tls://` and
+    /// `wss://`; default none (connecting to them fails).
+    pub tls: Option<TlsClientConfig>,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self { max_frame: DEFAULT_MAX_FRAME, ws_origin: None, handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT }
+        Self { max_frame: DEFAULT_MAX_FRAME, ws_origin: None, handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT, tls: None }
     }
 }
 
@@ -129,6 +145,12 @@ impl ConnectOptions {
         self.handshake_timeout = timeout;
         self
     }
+
+    /// Sets [`tls`](Self::tls).
+    pub fn tls(mut self, config: TlsClientConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
 }
 
 /// A bound listener of any supported kind.
@@ -141,14 +163,18 @@ pub enum Listener {
     Unix(UnixListener),
     /// `ws://`.
     Ws(WsListener),
+    /// `tls://`.
+    Tls(TlsListener),
+    /// `wss://`.
+    Wss(WssListener),
 }
 
 impl Listener {
     /// Binds `endpoint`.
     ///
-    /// Errors: `Unsupported` (wrapping [`EndpointError::Unsupported`]) for
-    /// `tls://` and `wss://`; `InvalidInput` for a `max_frame` above the
-    /// 16 MiB − 1 ceiling; otherwise the transport's own bind errors (see
+    /// Errors: `InvalidInput` for `tls://` and `wss://` without
+    /// [`ListenOptions::tls`] and for a `max_frame` above the 16 MiB − 1
+    /// ceiling; otherwise the transport's own bind errors (see
     /// [`unix::bind`] for the Unix-socket checks).
     pub async fn bind(endpoint: &Endpoint, opts: &ListenOptions) -> io::Result<Self> {
         check(endpoint, opts.max_frame)?;
@@ -164,7 +190,24 @@ impl Listener {
                 };
                 Self::Ws(WsListener::bind(host, *port, path, ws_opts).await?)
             }
-            Endpoint::Tls { .. } | Endpoint::Wss { .. } => return Err(unsupported(endpoint)),
+            Endpoint::Tls { host, port } => {
+                let tls_opts = TlsOptions {
+                    handshake_timeout: opts.handshake_timeout,
+                    max_pending_handshakes: opts.max_pending_handshakes,
+                };
+                let config = tls_config(endpoint, opts.tls.as_ref())?.clone();
+                Self::Tls(TlsListener::bind(host, *port, config, tls_opts).await?)
+            }
+            Endpoint::Wss { host, port, path } => {
+                let ws_opts = WsOptions {
+                    allowed_origins: opts.ws_origins.clone(),
+                    handshake_timeout: opts.handshake_timeout,
+                    max_pending_handshakes: opts.max_pending_handshakes,
+                    ..WsOptions::for_max_frame(opts.max_frame)
+                };
+                let config = tls_config(endpoint, opts.tls.as_ref())?.clone();
+                Self::Wss(WssListener::bind_tls(host, *port, path, ws_opts, config).await?)
+            }
         })
     }
 
@@ -172,8 +215,9 @@ impl Listener {
     ///
     /// An error may concern only the connection being accepted (reset
     /// early, out of file descriptors...): keep accepting after a short
-    /// backoff (10 ms doubling to 1 s). Failed WebSocket upgrades are not
-    /// returned; see [`WsListener::accept`].
+    /// backoff (10 ms doubling to 1 s). Failed TLS handshakes and WebSocket
+    /// upgrades are not returned; see [`TlsListener::accept`] and
+    /// [`WsListener::accept`].
     ///
     /// Cancel safety: dropping the future loses no connection.
     pub async fn accept(&mut self) -> io::Result<Box<dyn Transport>> {
@@ -181,6 +225,8 @@ impl Listener {
             Self::Tcp(l) => Box::new(l.accept().await?),
             Self::Unix(l) => Box::new(l.accept().await?),
             Self::Ws(l) => Box::new(l.accept().await?),
+            Self::Tls(l) => Box::new(l.accept().await?),
+            Self::Wss(l) => Box::new(l.accept().await?),
         })
     }
 
@@ -197,6 +243,14 @@ impl Listener {
                 let addr = l.local_addr();
                 Endpoint::Ws { host: addr.ip().to_string(), port: addr.port(), path: l.path().into() }
             }
+            Self::Tls(l) => {
+                let addr = l.local_addr();
+                Endpoint::Tls { host: addr.ip().to_string(), port: addr.port() }
+            }
+            Self::Wss(l) => {
+                let addr = l.local_addr();
+                Endpoint::Wss { host: addr.ip().to_string(), port: addr.port(), path: l.path().into() }
+            }
         }
     }
 }
@@ -204,11 +258,12 @@ impl Listener {
 /// Connects to `endpoint`, transport handshake included, within
 /// `opts.handshake_timeout`.
 ///
-/// Errors: `TimedOut` past the deadline; `Unsupported` (wrapping
-/// [`EndpointError::Unsupported`]) for `tls://` and `wss://`;
-/// `InvalidInput` for a `max_frame` above the ceiling; `ConnectionRefused`
-/// wrapping [`ws::UpgradeRefused`] when a WebSocket server refuses the
-/// upgrade; otherwise the transport's own errors.
+/// Errors: `TimedOut` past the deadline; `InvalidInput` for `tls://` and
+/// `wss://` without [`ConnectOptions::tls`] and for a `max_frame` above the
+/// ceiling; `InvalidData` for a TLS handshake that fails (certificate or
+/// name not verified, ALPN, alert); `ConnectionRefused` wrapping
+/// [`ws::UpgradeRefused`] when a WebSocket server refuses the upgrade;
+/// otherwise the transport's own errors.
 pub async fn connect(endpoint: &Endpoint, opts: &ConnectOptions) -> io::Result<Box<dyn Transport>> {
     check(endpoint, opts.max_frame)?;
     let connecting = async {
@@ -223,7 +278,18 @@ pub async fn connect(endpoint: &Endpoint, opts: &ConnectOptions) -> io::Result<B
                 };
                 Box::new(ws::connect(host, *port, path, &ws_opts).await?)
             }
-            Endpoint::Tls { .. } | Endpoint::Wss { .. } => return Err(unsupported(endpoint)),
+            Endpoint::Tls { host, port } => {
+                Box::new(tls::connect(host, *port, tls_config(endpoint, opts.tls.as_ref())?).await?)
+            }
+            Endpoint::Wss { host, port, path } => {
+                let ws_opts = WsOptions {
+                    origin: opts.ws_origin.clone(),
+                    handshake_timeout: opts.handshake_timeout,
+                    ..WsOptions::for_max_frame(opts.max_frame)
+                };
+                let config = tls_config(endpoint, opts.tls.as_ref())?;
+                Box::new(ws::connect_tls(host, *port, path, &ws_opts, config).await?)
+            }
         })
     };
     match tokio::time::timeout(opts.handshake_timeout, connecting).await {
@@ -235,13 +301,15 @@ pub async fn connect(endpoint: &Endpoint, opts: &ConnectOptions) -> io::Result<B
     }
 }
 
-/// `Unsupported`, wrapping the endpoint's [`EndpointError`].
-fn unsupported(endpoint: &Endpoint) -> io::Error {
-    let reason = endpoint
-        .check_supported()
-        .err()
-        .unwrap_or(EndpointError::Unsupported { scheme: endpoint.scheme(), reason: "this transport is not available" });
-    io::Error::new(io::ErrorKind::Unsupported, reason)
+/// The TLS configuration a `tls://` or `wss://` endpoint needs: its absence
+/// is an error, never a reason to go plaintext.
+fn tls_config<'a, T>(endpoint: &Endpoint, config: Option<&'a T>) -> io::Result<&'a T> {
+    config.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{endpoint} needs a TLS configuration (Builder::tls_server / Builder::tls_client)"),
+        )
+    })
 }
 
 fn check(endpoint: &Endpoint, max_frame: u32) -> io::Result<()> {
@@ -369,17 +437,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tls_is_unsupported() {
+    async fn tls_needs_a_configuration() {
+        // No TLS configuration: an error, never plaintext.
         for url in ["tls://127.0.0.1:0", "wss://127.0.0.1:0/"] {
             let e = endpoint(url);
             for err in [
                 Listener::bind(&e, &ListenOptions::default()).await.unwrap_err(),
                 expect_err(connect(&e, &ConnectOptions::default()).await),
             ] {
-                assert_eq!(err.kind(), io::ErrorKind::Unsupported);
-                let inner = err.get_ref().and_then(|e| e.downcast_ref::<EndpointError>());
-                assert!(matches!(inner, Some(EndpointError::Unsupported { .. })), "{err}");
-                assert!(err.to_string().contains("TLS arrives with the security work"), "{err}");
+                assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+                assert!(err.to_string().contains("needs a TLS configuration"), "{err}");
             }
         }
     }

@@ -28,7 +28,7 @@ impl Transport for MemoryTransport {
     }
 
     fn peer(&self) -> PeerInfo {
-        PeerInfo { address: Some(self.name.into()), credentials: None }
+        PeerInfo { address: Some(self.name.into()), credentials: None, tls: None }
     }
 
     fn split(self: Box<Self>) -> (Box<dyn TransportRead>, Box<dyn TransportWrite>) {

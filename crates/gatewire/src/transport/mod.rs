@@ -10,7 +10,8 @@
 //!   the reader returns exactly one frame per call.
 //!
 //! Users can plug their own transport by implementing [`Transport`]. The
-//! crate ships TCP, Unix-socket, WebSocket and in-memory transports.
+//! crate ships TCP, Unix-socket, TLS, WebSocket (plain and over TLS) and
+//! in-memory transports.
 
 use std::fmt;
 use std::io;
@@ -21,6 +22,7 @@ use bytes::BytesMut;
 pub mod listener;
 pub mod memory;
 pub mod tcp;
+pub mod tls;
 pub mod unix;
 pub mod ws;
 
@@ -41,6 +43,9 @@ pub struct PeerInfo {
     pub address: Option<String>,
     /// Unix peer credentials, recorded at accept or connect time.
     pub credentials: Option<UnixCredentials>,
+    /// TLS session facts (`tls://`, `wss://`): the negotiated ALPN, the
+    /// server name and the peer's verified certificate, if it sent one.
+    pub tls: Option<tls::TlsInfo>,
 }
 
 /// The credentials of the process at the other end of a Unix socket.

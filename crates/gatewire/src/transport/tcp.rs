@@ -32,7 +32,7 @@ impl TcpTransport {
     pub fn from_stream(stream: TcpStream) -> io::Result<Self> {
         stream.set_nodelay(true)?;
         let address = stream.peer_addr()?.to_string();
-        Ok(Self { stream, peer: PeerInfo { address: Some(address), credentials: None } })
+        Ok(Self { stream, peer: PeerInfo { address: Some(address), credentials: None, tls: None } })
     }
 
     /// The local address of the connection.

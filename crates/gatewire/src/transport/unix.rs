@@ -74,7 +74,8 @@ impl UnixTransport {
     pub fn from_stream(stream: UnixStream, address: String) -> io::Result<Self> {
         let cred = stream.peer_cred()?;
         let credentials = UnixCredentials { uid: cred.uid(), gid: cred.gid(), pid: cred.pid() };
-        Ok(Self { stream, credentials, peer: PeerInfo { address: Some(address), credentials: Some(credentials) } })
+        let peer = PeerInfo { address: Some(address), credentials: Some(credentials), tls: None };
+        Ok(Self { stream, credentials, peer })
     }
 
     /// The peer's credentials, read when the connection was made.

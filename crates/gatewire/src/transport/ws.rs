@@ -1,5 +1,5 @@
-//! WebSocket: a [`Framing::Message`] transport over TCP, built on
-//! tokio-tungstenite.
+//! WebSocket: a [`Framing::Message`] transport over TCP (`ws://`) or over
+//! TLS (`wss://`), built on tokio-tungstenite.
 //!
 //! Every gatewire frame travels as exactly one **binary** WebSocket message
 //! (hostile inputs H2): the reader returns one whole message per call and the
@@ -53,10 +53,22 @@
 //!   and a compression bomb (H4) has nothing to inflate. gatewire has its
 //!   own zstd.
 //! - Unmasked client frames are refused, as RFC 6455 requires.
+//!
+//! # Over TLS (`wss://`)
+//!
+//! [`connect_tls`] and [`WsListener::bind_tls`] put the TLS layer of
+//! [`super::tls`] under the same WebSocket: the server's certificate and
+//! name are verified, client certificates (mTLS) are available, and the
+//! ALPN protocol is `http/1.1`, which browsers offer for WebSocket
+//! (`gatewire/1` is for `tls://`; here the `gatewire.v1` subprotocol
+//! identifies the protocol). One deadline,
+//! [`WsOptions::handshake_timeout`], covers the TCP connect, the TLS
+//! handshake and the upgrade.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,8 +78,10 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use gatewire_proto::HEADER_LEN;
 use gatewire_proto::frame::MAX_FRAME_CEILING;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -75,6 +89,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError, error::ProtocolError};
 
+use super::tls::{self, Alpn, TlsClientConfig, TlsInfo, TlsServerConfig};
 use super::{Framing, PeerInfo, Transport, TransportRead, TransportWrite, WriteBatch};
 use crate::endpoint::Authority;
 
@@ -203,14 +218,23 @@ pub struct UpgradeRefused {
     pub status: u16,
 }
 
-/// An established WebSocket connection.
+/// An established WebSocket connection, over TCP (`S = TcpStream`) or TLS
+/// ([`WssTransport`]).
 #[derive(Debug)]
-pub struct WsTransport {
-    stream: WebSocketStream<TcpStream>,
+pub struct WsTransport<S = TcpStream> {
+    stream: WebSocketStream<S>,
     peer: PeerInfo,
 }
 
-impl Transport for WsTransport {
+/// An established WebSocket connection over TLS (`wss://`).
+pub type WssTransport = WsTransport<TlsStream<TcpStream>>;
+
+/// What a byte stream under a WebSocket must be.
+pub trait WsStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WsStream for S {}
+
+impl<S: WsStream> Transport for WsTransport<S> {
     fn framing(&self) -> Framing {
         Framing::Message
     }
@@ -234,7 +258,48 @@ impl Transport for WsTransport {
 /// `InvalidData` when the server does not select the subprotocol;
 /// `InvalidInput` for a host, path or origin that cannot go in a request.
 pub async fn connect(host: &str, port: u16, path: &str, opts: &WsOptions) -> io::Result<WsTransport> {
-    let url = format!("ws://{}{path}", Authority(host, port));
+    let request = client_request("ws", host, port, path, opts)?;
+    let config = opts.config();
+    with_deadline(opts.handshake_timeout, async move {
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        let addr = stream.peer_addr()?;
+        let peer = PeerInfo { address: Some(format!("ws://{addr}{path}")), credentials: None, tls: None };
+        client_upgrade(stream, request, config, peer).await
+    })
+    .await
+}
+
+/// Connects to `wss://host:port{path}`: TCP, then TLS (the server's
+/// certificate verified for `host` or the configured server name, ALPN
+/// `http/1.1`), then the upgrade as in [`connect`], all within
+/// [`opts.handshake_timeout`](WsOptions::handshake_timeout).
+///
+/// Errors: those of [`connect`], and `InvalidData` wrapping a rustls error
+/// when the TLS handshake fails (certificate, name, alert).
+pub async fn connect_tls(
+    host: &str,
+    port: u16,
+    path: &str,
+    opts: &WsOptions,
+    tls_config: &TlsClientConfig,
+) -> io::Result<WssTransport> {
+    let request = client_request("wss", host, port, path, opts)?;
+    let config = opts.config();
+    with_deadline(opts.handshake_timeout, async move {
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        let addr = stream.peer_addr()?;
+        let (stream, info) = tls::client_handshake(stream, host, tls_config, Alpn::Http11).await?;
+        let peer = PeerInfo { address: Some(format!("wss://{addr}{path}")), credentials: None, tls: Some(info) };
+        client_upgrade(stream, request, config, peer).await
+    })
+    .await
+}
+
+/// The upgrade request: the `gatewire.v1` subprotocol and the Origin, if any.
+fn client_request(scheme: &str, host: &str, port: u16, path: &str, opts: &WsOptions) -> io::Result<Request> {
+    let url = format!("{scheme}://{}{path}", Authority(host, port));
     let mut request = url.as_str().into_client_request().map_err(ws_error)?;
     let headers = request.headers_mut();
     headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
@@ -243,33 +308,94 @@ pub async fn connect(host: &str, port: u16, path: &str, opts: &WsOptions) -> io:
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid Origin header `{origin}`")))?;
         headers.insert(header::ORIGIN, value);
     }
-    let config = opts.config();
-    with_deadline(opts.handshake_timeout, async move {
-        let stream = TcpStream::connect((host, port)).await?;
-        stream.set_nodelay(true)?;
-        let addr = stream.peer_addr()?;
-        let (stream, response) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await.map_err(ws_error)?;
-        let selected = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL);
-        if selected.map(HeaderValue::as_bytes) != Some(SUBPROTOCOL.as_bytes()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("websocket server did not select the {SUBPROTOCOL} subprotocol"),
-            ));
-        }
-        Ok(WsTransport { stream, peer: PeerInfo { address: Some(format!("ws://{addr}{path}")), credentials: None } })
-    })
-    .await
+    Ok(request)
 }
 
-/// A TCP listener that upgrades connections to WebSocket.
-#[derive(Debug)]
-pub struct WsListener {
+/// The client's upgrade over an established byte stream, requiring the
+/// subprotocol.
+async fn client_upgrade<S: WsStream>(
+    stream: S,
+    request: Request,
+    config: WebSocketConfig,
+    peer: PeerInfo,
+) -> io::Result<WsTransport<S>> {
+    let (stream, response) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await.map_err(ws_error)?;
+    let selected = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL);
+    if selected.map(HeaderValue::as_bytes) != Some(SUBPROTOCOL.as_bytes()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("websocket server did not select the {SUBPROTOCOL} subprotocol"),
+        ));
+    }
+    Ok(WsTransport { stream, peer })
+}
+
+/// Turns an accepted TCP connection into the stream the upgrade runs on
+/// (nothing for `ws://`, the TLS handshake for `wss://`), with what that
+/// layer learnt about the peer.
+type Wrap<S> =
+    Arc<dyn Fn(TcpStream) -> Pin<Box<dyn Future<Output = io::Result<(S, Option<TlsInfo>)>> + Send>> + Send + Sync>;
+
+/// A TCP listener that upgrades connections to WebSocket, directly
+/// ([`WsListener::bind`]) or after a TLS handshake ([`WsListener::bind_tls`],
+/// a [`WssListener`]).
+pub struct WsListener<S = TcpStream> {
     tcp: tokio::net::TcpListener,
     local: SocketAddr,
     path: Arc<str>,
     opts: Arc<WsOptions>,
-    handshakes: JoinSet<io::Result<WsTransport>>,
+    scheme: &'static str,
+    wrap: Wrap<S>,
+    handshakes: JoinSet<io::Result<WsTransport<S>>>,
+}
+
+/// A listener for `wss://`: TLS, then the WebSocket upgrade.
+pub type WssListener = WsListener<TlsStream<TcpStream>>;
+
+impl<S> std::fmt::Debug for WsListener<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsListener")
+            .field("scheme", &self.scheme)
+            .field("local", &self.local)
+            .field("path", &self.path)
+            .field("opts", &self.opts)
+            .field("pending_handshakes", &self.handshakes.len())
+            .finish()
+    }
+}
+
+impl WssListener {
+    /// Binds `wss://host:port{path}`: every connection completes a TLS
+    /// handshake with `tls_config` (ALPN `http/1.1`), then the upgrade, both
+    /// within [`WsOptions::handshake_timeout`].
+    pub async fn bind_tls(
+        host: &str,
+        port: u16,
+        path: &str,
+        opts: WsOptions,
+        tls_config: TlsServerConfig,
+    ) -> io::Result<Self> {
+        let tcp = tokio::net::TcpListener::bind((host, port)).await?;
+        Self::from_tokio_tls(tcp, path, opts, tls_config)
+    }
+
+    /// Wraps a bound tokio listener for `wss://`.
+    pub fn from_tokio_tls(
+        tcp: tokio::net::TcpListener,
+        path: &str,
+        opts: WsOptions,
+        tls_config: TlsServerConfig,
+    ) -> io::Result<Self> {
+        let wrap: Wrap<TlsStream<TcpStream>> = Arc::new(move |stream| {
+            let tls_config = tls_config.clone();
+            Box::pin(async move {
+                let (stream, info) = tls::server_handshake(stream, &tls_config, Alpn::Http11).await?;
+                Ok((stream, Some(info)))
+            })
+        });
+        Self::with_wrap(tcp, path, opts, "wss", wrap)
+    }
 }
 
 impl WsListener {
@@ -282,9 +408,22 @@ impl WsListener {
 
     /// Wraps a bound tokio listener.
     pub fn from_tokio(tcp: tokio::net::TcpListener, path: &str, opts: WsOptions) -> io::Result<Self> {
+        let wrap: Wrap<TcpStream> = Arc::new(|stream| Box::pin(async move { Ok((stream, None)) }));
+        Self::with_wrap(tcp, path, opts, "ws", wrap)
+    }
+}
+
+impl<S: WsStream> WsListener<S> {
+    fn with_wrap(
+        tcp: tokio::net::TcpListener,
+        path: &str,
+        opts: WsOptions,
+        scheme: &'static str,
+        wrap: Wrap<S>,
+    ) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let path = path.split_once('?').map_or(path, |(p, _)| p);
-        Ok(Self { tcp, local, path: path.into(), opts: Arc::new(opts), handshakes: JoinSet::new() })
+        Ok(Self { tcp, local, path: path.into(), opts: Arc::new(opts), scheme, wrap, handshakes: JoinSet::new() })
     }
 
     /// The bound address, with the real port when bound to port `0`.
@@ -316,7 +455,7 @@ impl WsListener {
     ///
     /// Cancel safety: dropping the future loses nothing; the next call
     /// returns handshakes that finished meanwhile.
-    pub async fn accept(&mut self) -> io::Result<WsTransport> {
+    pub async fn accept(&mut self) -> io::Result<WsTransport<S>> {
         let max_pending = self.opts.max_pending_handshakes.max(1);
         loop {
             tokio::select! {
@@ -328,22 +467,25 @@ impl WsListener {
                 },
                 accepted = self.tcp.accept(), if self.handshakes.len() < max_pending => {
                     let (stream, addr) = accepted?;
-                    self.handshakes.spawn(server_handshake(stream, addr, self.path.clone(), self.opts.clone()));
+                    let (path, opts, wrap) = (self.path.clone(), self.opts.clone(), self.wrap.clone());
+                    self.handshakes.spawn(server_handshake(stream, addr, path, opts, self.scheme, wrap));
                 }
             }
         }
     }
 }
 
-async fn server_handshake(
+async fn server_handshake<S: WsStream>(
     stream: TcpStream,
     addr: SocketAddr,
     path: Arc<str>,
     opts: Arc<WsOptions>,
-) -> io::Result<WsTransport> {
+    scheme: &'static str,
+    wrap: Wrap<S>,
+) -> io::Result<WsTransport<S>> {
     stream.set_nodelay(true)?;
     let config = opts.config();
-    let address = format!("ws://{addr}{path}");
+    let address = format!("{scheme}://{addr}{path}");
     let deadline = opts.handshake_timeout;
     // The callback's signature is tungstenite's.
     #[allow(clippy::result_large_err)]
@@ -354,11 +496,14 @@ async fn server_handshake(
         }
         Err((status, reason)) => Err(refuse(status, reason)),
     };
-    let stream = with_deadline(deadline, async {
-        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config)).await.map_err(ws_error)
+    // One deadline for the TLS handshake (wss) and the upgrade.
+    with_deadline(deadline, async {
+        let (stream, tls) = wrap(stream).await?;
+        let stream =
+            tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config)).await.map_err(ws_error)?;
+        Ok(WsTransport { stream, peer: PeerInfo { address: Some(address), credentials: None, tls } })
     })
-    .await?;
-    Ok(WsTransport { stream, peer: PeerInfo { address: Some(address), credentials: None } })
+    .await
 }
 
 /// The server's decision on an upgrade request: `Ok` to upgrade, or the
@@ -433,12 +578,12 @@ fn ws_error(e: WsError) -> io::Error {
     }
 }
 
-struct WsRead(SplitStream<WebSocketStream<TcpStream>>);
+struct WsRead<S>(SplitStream<WebSocketStream<S>>);
 
-struct WsWrite(SplitSink<WebSocketStream<TcpStream>, Message>);
+struct WsWrite<S>(SplitSink<WebSocketStream<S>, Message>);
 
 #[async_trait]
-impl TransportRead for WsRead {
+impl<S: WsStream> TransportRead for WsRead<S> {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         // `next` takes a message only when it completes: cancel safe.
         loop {
@@ -471,7 +616,7 @@ impl TransportRead for WsRead {
 }
 
 #[async_trait]
-impl TransportWrite for WsWrite {
+impl<S: WsStream> TransportWrite for WsWrite<S> {
     async fn write(&mut self, batch: &WriteBatch) -> io::Result<()> {
         if batch.ends.last().copied().unwrap_or(0) != batch.buf.len() {
             return Err(io::Error::new(
