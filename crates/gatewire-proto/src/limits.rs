@@ -130,7 +130,7 @@ impl Limits {
         check("max_in_flight", self.max_in_flight.into(), 1, u64::from(u32::MAX))?;
         check("initial_stream_credit", self.initial_stream_credit.into(), min, MAX_WINDOW.into())?;
         check("connection_credit", self.connection_credit.into(), min, MAX_WINDOW.into())?;
-        check("max_handshake", self.max_handshake.into(), 256, ceiling)?;
+        check("max_handshake", self.max_handshake.into(), min, ceiling)?;
         check("send_fragment", self.send_fragment.into(), min, ceiling)?;
         check("max_send_queue", self.max_send_queue, 1, u64::MAX)?;
         check("max_pending_control", self.max_pending_control.into(), 4, u64::from(u32::MAX))?;

@@ -572,6 +572,22 @@ pub fn conversations() -> Vec<Conversation> {
     );
 
     s.handshake();
+    s.call(C, "open_stream", json!({"method": 3, "message": msg(b""), "end": false})).exchange();
+    s.drop_frames(C).inject(S, &frame_bytes(8, 0x01, 0, 1, 0, &[9; 1024])).events(S);
+    s.call(S, "send_error", json!({"id": 1, "code": "INTERNAL"})).check(S).drop_frames(S);
+    s.inject(S, &frame_bytes(0x0E, 0, 0, 1, 0, &[9; 10])).advance(31_000).drop_frames(S).events(S).check(S);
+    v.push(s.done(
+        "error_mid_message",
+        "ERROR ends both halves: a half-received message is dropped and its remaining fragments are strays",
+    ));
+
+    s.handshake();
+    let mut ping_then_goaway = frame_bytes(0x0B, 0, 0, 0, 0, &[7; 8]);
+    ping_then_goaway.extend(frame_bytes(0x0D, 0, 0, 0, 0x000A, b""));
+    s.inject(S, &ping_then_goaway).drop_frames(S).events(S).check(S);
+    v.push(s.done("peer_error_goaway", "after the peer's error GOAWAY nothing more is sent, not even a PONG"));
+
+    s.handshake();
     s.call(C, "ping", json!({})).deliver(C).advance(5).deliver(S).events(C);
     v.push(s.done("ping_rtt", "a PING's PONG reports the round trip"));
 

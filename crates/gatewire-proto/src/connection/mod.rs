@@ -922,9 +922,10 @@ impl Connection {
         }
         self.push_control(FrameType::ERROR, id, code.0.into(), payload.into());
         // ERROR ends the stream in both directions: later data from the
-        // peer is stray.
+        // peer, including the rest of a message it was sending, is stray.
         if let Some(call) = self.calls.get_mut(&id) {
             call.recv_open = false;
+            call.assembly = None;
         }
         self.release_remote(id);
         Ok(())
@@ -2173,15 +2174,17 @@ impl Connection {
         );
         self.deferred.clear();
         self.opens.clear();
-        if sendable && !self.eof {
-            let code = error.code();
+        // Nothing queued goes out after a connection error, except our own
+        // refusing HELLO_ACK and the GOAWAY that reports the error.
+        if !matches!(error, ConnectionError::Refused { side: Side::Local, .. }) {
             self.control.clear();
             self.out.clear();
             self.queued_bytes = 0;
+        }
+        if sendable && !self.eof {
+            let code = error.code();
             let reason = error.reason();
             self.push_goaway(self.last_peer_id, code, Some(reason));
-        } else if matches!(error, ConnectionError::Refused { side: Side::Local, .. }) {
-            // The refusing HELLO_ACK is already queued.
         }
         self.finish_closed(Some(error));
     }

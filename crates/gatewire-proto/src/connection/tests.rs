@@ -1172,3 +1172,36 @@ fn the_final_goaway_never_overtakes_the_first() {
         p.server_sent.iter().filter(|f| f.header.ty == FrameType::GOAWAY).map(|f| f.header.id).collect();
     assert!(!goaways.is_empty() && goaways.windows(2).all(|w| w[0] >= w[1]), "{goaways:?}");
 }
+
+#[test]
+fn an_error_mid_message_drops_the_partial_message() {
+    let (client, server) = small_frames();
+    let mut p = Pair::with(client, server);
+    p.take_client();
+    p.take_server();
+    let id = p.client.open_stream(1, raw(b""), None, false).unwrap();
+    p.drive();
+    p.take_server();
+    p.client.send_stream_data(id, Message::new(Codec::RAW, vec![1u8; 5000]), false).unwrap();
+    // Only the first fragment reaches the server before it fails the stream.
+    let first = p.client.poll_transmit().unwrap();
+    assert!(first.header.flags.contains(Flags::MORE));
+    p.server.handle_bytes(p.now, &bytes_of(&first));
+    p.server.send_error(id, ErrorCode::INTERNAL, ErrorInfo::default()).unwrap();
+    assert_eq!(p.server.table_len(), 0, "no half-assembled message is kept");
+    p.drive();
+    p.advance(Duration::from_secs(31));
+    assert!(p.server.is_connected(), "{:?}", p.server.close_error());
+    assert_eq!(p.server.calls_in_flight(), (0, 0));
+}
+
+#[test]
+fn nothing_queued_goes_out_after_a_peer_error() {
+    let (mut server, now) = server_after_hello();
+    let ping = bytes_of(&Frame::new(Header::new(FrameType::PING, 0, 0, 0), Bytes::from_static(&[0; 8])));
+    let goaway =
+        bytes_of(&Frame::new(Header::new(FrameType::GOAWAY, 0, u32::from(ErrorCode::INTERNAL.0), 0), Bytes::new()));
+    server.handle_bytes(now, &[ping, goaway].concat());
+    assert!(server.is_closed());
+    assert_eq!(server.poll_transmit(), None, "the PONG is not sent after the peer's error GOAWAY");
+}
