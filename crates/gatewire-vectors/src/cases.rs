@@ -588,6 +588,18 @@ pub fn conversations() -> Vec<Conversation> {
     v.push(s.done("peer_error_goaway", "after the peer's error GOAWAY nothing more is sent, not even a PONG"));
 
     s.handshake();
+    s.call(C, "open_stream", json!({"method": 3, "message": msg(b""), "end": true})).exchange();
+    s.call(C, "cancel", json!({"id": 1})).drop_frames(C);
+    let tiny: Vec<u8> = (0..1100u32).flat_map(|i| frame_bytes(8, 0, 0, 1, 0, &i.to_le_bytes())).collect();
+    s.inject(C, &tiny).events(C).drop_frames(C).check(C);
+    v.push(s.done_with(
+        "frames_in_flight_after_cancel",
+        "frames the peer had in flight on a call we cancelled are dropped free of the stray budget",
+        limits(&[("stray_frame_budget", 100)]),
+        ConfigJson::default(),
+    ));
+
+    s.handshake();
     s.call(C, "ping", json!({})).deliver(C).advance(5).deliver(S).events(C);
     v.push(s.done("ping_rtt", "a PING's PONG reports the round trip"));
 

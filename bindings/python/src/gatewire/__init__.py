@@ -17,6 +17,14 @@ Layers (mirroring ``gatewire_proto``):
 - :mod:`gatewire.protocol`: the :class:`Connection` state machine.
 - :mod:`gatewire.exceptions`: every exception, in one tree.
 
+Runtime layers (they import nothing into this package; the core stays
+I/O-free):
+
+- :mod:`gatewire.aio`: the asyncio runtime (connect, serve, calls, streams,
+  handlers) over TCP, Unix sockets and WebSocket;
+- :mod:`gatewire.sync`: a blocking facade over it for scripts;
+- :mod:`gatewire.interop`: the cross-language interop service and script.
+
 Driving a connection: inputs are ``handle_*`` methods, application commands
 are plain methods (``send_request``, ``cancel``, ``grant_credit``,
 ``close``...), outputs are ``poll_*`` methods. After any input or command a

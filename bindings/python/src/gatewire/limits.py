@@ -111,7 +111,7 @@ class Limits:
         _check("max_in_flight", self.max_in_flight, 1, U32_MAX)
         _check("initial_stream_credit", self.initial_stream_credit, MIN_FRAME, MAX_WINDOW)
         _check("connection_credit", self.connection_credit, MIN_FRAME, MAX_WINDOW)
-        _check("max_handshake", self.max_handshake, 256, ceiling)
+        _check("max_handshake", self.max_handshake, MIN_FRAME, ceiling)
         _check("send_fragment", self.send_fragment, MIN_FRAME, ceiling)
         _check("max_send_queue", self.max_send_queue, 1, U64_MAX)
         _check("max_pending_control", self.max_pending_control, 4, U32_MAX)

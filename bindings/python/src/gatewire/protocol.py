@@ -132,6 +132,10 @@ MAX_PENDING_EVENTS = 1024
 """Undelivered events after which input is paused until they are polled."""
 
 MAX_REASON_LEN = 256
+
+#: Calls this endpoint ended that it remembers, so frames the peer had in
+#: flight for them are not charged as strays.
+MAX_ENDED_HERE = 1024
 """Longest reason string we put in GOAWAY, a refusal or a shortened ERROR,
 in bytes."""
 
@@ -776,6 +780,10 @@ class Connection:
         # Calls whose opening event was dropped undelivered; their later
         # queued events are dropped too.
         self._skipped: set[int] = set()
+        # Calls this endpoint ended (the most recent MAX_ENDED_HERE): frames
+        # the peer had in flight for them are not charged as strays.
+        self._ended_here: set[int] = set()
+        self._ended_order: deque[int] = deque()
 
         self._calls: dict[int, _Call] = {}
         self._deadlines = _SortedSet()
@@ -1238,9 +1246,11 @@ class Connection:
             )
             payload = short.encode()
         self._push_control(FrameType.ERROR, id, int(code), payload)
-        # ERROR ends the stream in both directions: later data from the peer
-        # is stray.
+        # ERROR ends the stream in both directions: later data from the peer,
+        # including the rest of a message it was sending, is stray.
+        self._remember_ended(id)
         call.recv_open = False
+        call.assembly = None
         self._release_remote(id)
 
     def send_stream_data(self, id: int, message: Message, end: bool = False) -> None:  # noqa: A002
@@ -1348,6 +1358,7 @@ class Connection:
         call = self._calls.get(id)
         if call is None or call.origin is not Side.LOCAL:
             raise UnknownCall(id)
+        self._remember_ended(id)
         never_sent = self._purge_out(id)
         # A call whose opening frame never left needs no CANCEL: the peer has
         # not seen its id.
@@ -1719,6 +1730,19 @@ class Connection:
         ):
             raise BudgetExhausted("small frames")
 
+    def _stray_on(self, id_: int) -> None:
+        """A frame naming a call this endpoint ended: the peer may have had
+        frames in flight, bounded by its credit, so they cost nothing."""
+        if id_ not in self._ended_here:
+            self._stray()
+
+    def _remember_ended(self, id_: int) -> None:
+        if id_ not in self._ended_here:
+            self._ended_here.add(id_)
+            self._ended_order.append(id_)
+            if len(self._ended_order) > MAX_ENDED_HERE:
+                self._ended_here.discard(self._ended_order.popleft())
+
     def _stray(self) -> None:
         if self._shutdown is not None or self._goaway_sent is not None:
             return
@@ -1734,7 +1758,7 @@ class Connection:
         last = self._last_local_id if self._is_local_id(id_) else self._last_peer_id
         if id_ > last:
             raise UnopenedId(ty, id_)
-        self._stray()
+        self._stray_on(id_)
 
     def _on_open(self, frame: Frame) -> None:
         h = frame.header
@@ -1864,7 +1888,7 @@ class Connection:
             raise InterleavedMessage(h.id)
         if call.cancelled:
             self._return_connection_credit(h.length)
-            self._stray()
+            self._stray_on(h.id)
             return
         if not call.recv_open:
             self._return_connection_credit(h.length)
@@ -1909,7 +1933,7 @@ class Connection:
         if assembly is None:
             if call.cancelled:
                 self._return_connection_credit(h.length)
-                self._stray()
+                self._stray_on(h.id)
                 return
             raise UnexpectedFrame(h.ty)
         if assembly.ty == FrameType.STREAM_DATA:
@@ -2110,6 +2134,7 @@ class Connection:
         self._maybe_finish()
 
     def _fail_local_call(self, id_: int, code: ErrorCode, info: ErrorInfo, side: Side) -> None:
+        self._remember_ended(id_)
         self._purge_out(id_)
         self._remove_call(id_)
         self._push_event(CallFailed(id_, code, info, side), 0, None)
@@ -2118,6 +2143,7 @@ class Connection:
         """Ends a call the peer opened from the protocol's side. A handler the
         application is running learns of it through ``Cancelled`` and keeps
         its slot until it answers; otherwise the entry goes at once."""
+        self._remember_ended(id_)
         self._purge_out(id_)
         call = self._calls.get(id_)
         if call is None:
@@ -2307,12 +2333,14 @@ class Connection:
         sendable = not isinstance(error, Refused | RemoteClosed | ConnectionLost)
         self._deferred.clear()
         self._opens.clear()
-        if sendable and not self._eof:
+        # Nothing queued goes out after a connection error, except our own
+        # refusing HELLO_ACK and the GOAWAY that reports the error.
+        if not (isinstance(error, Refused) and error.side is Side.LOCAL):
             self._control.clear()
             self._out.clear()
             self._queued_bytes = 0
+        if sendable and not self._eof:
             self._push_goaway(self._last_peer_id, error.code, error.reason())
-        # A local refusal's HELLO_ACK is already queued.
         self._finish_closed(error)
 
     def _finish_closed(self, error: ConnectionFailed | None) -> None:

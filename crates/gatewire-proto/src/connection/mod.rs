@@ -361,6 +361,9 @@ pub struct Connection {
     /// Calls whose opening event was dropped undelivered; their later queued
     /// events are dropped too.
     skipped: BTreeSet<CallId>,
+    /// Calls this endpoint ended (most recent [`MAX_ENDED_HERE`]).
+    ended_here: BTreeSet<CallId>,
+    ended_order: VecDeque<CallId>,
 
     calls: BTreeMap<CallId, Call>,
     deadlines: BTreeSet<(Instant, CallId)>,
@@ -442,6 +445,8 @@ impl Connection {
             events: VecDeque::new(),
             event_bytes: 0,
             skipped: BTreeSet::new(),
+            ended_here: BTreeSet::new(),
+            ended_order: VecDeque::new(),
             calls: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             assembling: BTreeSet::new(),
@@ -923,6 +928,7 @@ impl Connection {
         self.push_control(FrameType::ERROR, id, code.0.into(), payload.into());
         // ERROR ends the stream in both directions: later data from the
         // peer, including the rest of a message it was sending, is stray.
+        self.remember_ended(id);
         if let Some(call) = self.calls.get_mut(&id) {
             call.recv_open = false;
             call.assembly = None;
@@ -1038,6 +1044,7 @@ impl Connection {
         if call.origin != Side::Local {
             return Err(ApiError::UnknownCall(id));
         }
+        self.remember_ended(id);
         let never_sent = self.purge_out(id);
         // A call whose opening frame never left needs no CANCEL: the peer
         // has not seen its id.
@@ -1475,6 +1482,26 @@ impl Connection {
         Ok(())
     }
 
+    /// A frame naming a call this endpoint ended (cancel, deadline, error):
+    /// the peer may have had frames in flight, bounded by the credit it had,
+    /// so they cost nothing. Other strays are charged.
+    fn stray_on(&mut self, id: CallId) -> Result<(), ConnectionError> {
+        if self.ended_here.contains(&id) { Ok(()) } else { self.stray() }
+    }
+
+    /// Remembers a call this endpoint ended, for [`Self::stray_on`]; the
+    /// oldest is forgotten past [`MAX_ENDED_HERE`].
+    fn remember_ended(&mut self, id: CallId) {
+        if self.ended_here.insert(id) {
+            self.ended_order.push_back(id);
+            if self.ended_order.len() > MAX_ENDED_HERE {
+                if let Some(old) = self.ended_order.pop_front() {
+                    self.ended_here.remove(&old);
+                }
+            }
+        }
+    }
+
     fn stray(&mut self) -> Result<(), ConnectionError> {
         if self.shutdown != Shutdown::None || self.goaway_sent.is_some() {
             return Ok(());
@@ -1493,7 +1520,7 @@ impl Connection {
         if id > last {
             return Err(Violation::UnopenedId { ty, id }.into());
         }
-        self.stray()
+        self.stray_on(id)
     }
 
     fn on_open(&mut self, mut frame: Frame) -> Result<(), ConnectionError> {
@@ -1648,7 +1675,7 @@ impl Connection {
         }
         if call.cancelled {
             self.return_connection_credit(h.length);
-            return self.stray();
+            return self.stray_on(h.id);
         }
         if !call.recv_open {
             self.return_connection_credit(h.length);
@@ -1698,7 +1725,7 @@ impl Connection {
         let Some(assembly) = call.assembly.as_mut() else {
             if call.cancelled {
                 self.return_connection_credit(h.length);
-                return self.stray();
+                return self.stray_on(h.id);
             }
             return Err(Violation::UnexpectedFrame(h.ty).into());
         };
@@ -1950,6 +1977,7 @@ impl Connection {
     }
 
     fn fail_local_call(&mut self, id: CallId, code: ErrorCode, info: ErrorInfo, side: Side) {
+        self.remember_ended(id);
         self.purge_out(id);
         self.remove_call(id);
         self.push_event(Event::CallFailed { id, code, info, side }, 0, None);
@@ -1959,6 +1987,7 @@ impl Connection {
     /// application is running learns of it through `Cancelled` and keeps its
     /// slot until it answers; otherwise the entry goes at once.
     fn cancel_remote_call(&mut self, id: CallId, code: ErrorCode) {
+        self.remember_ended(id);
         self.purge_out(id);
         let Some(call) = self.calls.get_mut(&id) else { return };
         if call.kind == Kind::Event {
@@ -2238,6 +2267,10 @@ impl Connection {
         }
     }
 }
+
+/// Calls this endpoint ended that it remembers, so frames the peer had in
+/// flight for them are not charged as strays.
+pub const MAX_ENDED_HERE: usize = 1024;
 
 /// Smallest non-final fragment a sender emits: a frame that credit would cut
 /// shorter waits for more credit instead.

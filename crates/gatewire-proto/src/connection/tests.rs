@@ -1205,3 +1205,24 @@ fn nothing_queued_goes_out_after_a_peer_error() {
     assert!(server.is_closed());
     assert_eq!(server.poll_transmit(), None, "the PONG is not sent after the peer's error GOAWAY");
 }
+
+#[test]
+fn frames_in_flight_after_a_cancel_are_free() {
+    let mut p = connected();
+    let id = p.client.open_stream(1, raw(b""), None, true).unwrap();
+    p.drive();
+    p.take_server();
+    // The server had 5,000 tiny messages in flight when the client gave up.
+    for i in 0..5000u32 {
+        p.server.send_stream_data(id, Message::new(Codec::RAW, i.to_le_bytes().to_vec()), false).unwrap();
+    }
+    let in_flight: Vec<u8> = core::iter::from_fn(|| p.server.poll_transmit()).flat_map(|f| bytes_of(&f)).collect();
+    p.client.cancel(id).unwrap();
+    p.client.handle_bytes(p.now, &in_flight);
+    p.drive();
+    assert!(p.client.is_connected(), "{:?}", p.client.close_error());
+    assert!(p.server.is_connected(), "{:?}", p.server.close_error());
+    assert!(p.take_server().contains(&Event::Cancelled { id, code: ErrorCode::CANCELLED }));
+    p.server.send_error(id, ErrorCode::CANCELLED, ErrorInfo::default()).unwrap();
+    assert_eq!(p.client.table_len() + p.server.table_len(), 0);
+}

@@ -1,0 +1,290 @@
+"""Transports: byte streams (TCP, Unix sockets) and WebSocket, behind one
+small interface the connection driver uses. Mirrors
+``gatewire::transport``.
+
+A transport says whether it keeps message boundaries
+(:attr:`Transport.message_framing`): byte streams carry frames back to back
+and the core's decoder splits them; WebSocket carries exactly one gatewire
+frame per **binary** message (a text message fails the read).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import socket
+from typing import TYPE_CHECKING, Any
+
+from ..code import ErrorCode
+from ..frame import HEADER_LEN
+from .endpoint import Endpoint
+from .errors import ConfigError, TransportError
+
+if TYPE_CHECKING:
+    from .options import Options
+
+__all__ = [
+    "READ_SIZE",
+    "SUBPROTOCOL",
+    "StreamTransport",
+    "Transport",
+    "WsTransport",
+    "open_transport",
+    "websockets_module",
+]
+
+SUBPROTOCOL = "gatewire.v1"
+"""The WebSocket subprotocol gatewire requires of both ends."""
+
+READ_SIZE = 64 * 1024
+"""Bytes asked of a byte stream per read (also the asyncio stream buffer
+limit: reading pauses beyond twice this)."""
+
+WS_MAX_QUEUE = 16
+"""Incoming WebSocket messages buffered before reading from the socket
+pauses; each is at most ``max_frame + 16`` bytes."""
+
+_WS_TOO_BIG = 1009
+_WS_UNSUPPORTED_DATA = 1003
+
+
+def websockets_module() -> Any:
+    """The ``websockets`` package, imported on first use.
+
+    Raises:
+        ConfigError: it is not installed.
+    """
+    try:
+        import websockets  # noqa: PLC0415 - optional dependency
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ConfigError(
+            "ws:// endpoints need the websockets package (pip install 'gatewire[ws]')"
+        ) from None
+    return websockets
+
+
+class Transport(abc.ABC):
+    """One established connection's bytes.
+
+    Only one ``read`` and one ``write`` may be in progress at a time.
+    """
+
+    message_framing: bool
+    """Whether every read returns exactly one frame (WebSocket)."""
+    peer: str | None
+    """What the transport knows of the peer: its address."""
+
+    @abc.abstractmethod
+    async def read(self) -> bytes | None:
+        """The next bytes (or whole frame), ``None`` at a clean end.
+
+        Raises:
+            TransportError: the transport failed.
+        """
+
+    @abc.abstractmethod
+    async def write(self, frames: list[bytes]) -> None:
+        """Writes encoded frames, in order, and waits until the transport
+        accepts more.
+
+        Raises:
+            TransportError: the transport failed.
+        """
+
+    @abc.abstractmethod
+    async def close(self, linger: float) -> None:
+        """Closes: ends our side, waits up to ``linger`` seconds for the
+        peer's side to end (discarding what it still sends), then drops the
+        socket. Never raises."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Drops the socket at once."""
+
+
+class StreamTransport(Transport):
+    """TCP or a Unix-domain socket, over asyncio streams."""
+
+    message_framing = False
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str | None
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.peer = peer
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Frames are written in batches: no need to wait for more.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def read(self) -> bytes | None:
+        try:
+            data = await self._reader.read(READ_SIZE)
+        except OSError as e:
+            raise _io_error("read failed", e) from e
+        if not data and self._writer.transport.is_closing():
+            # Our side was dropped (aborted), not a half-close by the peer.
+            raise TransportError("connection lost")
+        return data or None
+
+    async def write(self, frames: list[bytes]) -> None:
+        try:
+            self._writer.write(b"".join(frames) if len(frames) > 1 else frames[0])
+            await self._writer.drain()
+        except (OSError, RuntimeError) as e:
+            raise _io_error("write failed", e) from e
+
+    async def close(self, linger: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if not self._writer.is_closing() and self._writer.can_write_eof():
+                self._writer.write_eof()
+                # Read (and drop) until the peer closes too, so the last
+                # frames we wrote are not cut off by a reset.
+                deadline = loop.time() + linger
+                while (left := deadline - loop.time()) > 0:
+                    if not await asyncio.wait_for(self._reader.read(READ_SIZE), left):
+                        break
+        except (OSError, RuntimeError, asyncio.TimeoutError):
+            pass
+        finally:
+            self._writer.close()
+            with contextlib.suppress(OSError, RuntimeError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._writer.wait_closed(), max(linger, 0.1))
+
+    def abort(self) -> None:
+        self._writer.transport.abort()
+
+
+class WsTransport(Transport):
+    """A WebSocket connection (the ``websockets`` package, either end)."""
+
+    message_framing = True
+
+    def __init__(self, ws: Any, peer: str | None) -> None:
+        self._ws = ws
+        self.peer = peer
+
+    async def read(self) -> bytes | None:
+        websockets = websockets_module()
+        try:
+            message = await self._ws.recv()
+        except websockets.exceptions.ConnectionClosedOK:
+            return None
+        except websockets.exceptions.ConnectionClosed as e:
+            code = ErrorCode.UNAVAILABLE
+            sent = e.sent
+            if sent is not None and sent.code == _WS_TOO_BIG:
+                code = ErrorCode.TOO_LARGE
+            raise _error(f"websocket closed: {e}", code, e) from e
+        except OSError as e:
+            raise _io_error("read failed", e) from e
+        if isinstance(message, str):
+            # gatewire frames travel as binary messages only.
+            with contextlib.suppress(Exception):
+                await self._ws.close(_WS_UNSUPPORTED_DATA, "gatewire frames are binary messages")
+            raise TransportError("websocket text message (gatewire frames are binary)")
+        return bytes(message)
+
+    async def write(self, frames: list[bytes]) -> None:
+        websockets = websockets_module()
+        try:
+            for f in frames:
+                await self._ws.send(f)
+        except websockets.exceptions.ConnectionClosed as e:
+            raise _error(f"websocket closed: {e}", ErrorCode.UNAVAILABLE, e) from e
+        except OSError as e:
+            raise _io_error("write failed", e) from e
+
+    async def close(self, linger: float) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._ws.close(), max(linger, 0.1))
+        self.abort()
+
+    def abort(self) -> None:
+        transport = getattr(self._ws, "transport", None)
+        if transport is not None:
+            transport.abort()
+
+
+def _error(message: str, code: ErrorCode, cause: BaseException) -> TransportError:
+    e = TransportError(message, code)
+    e.__cause__ = cause
+    return e
+
+
+def _io_error(what: str, e: BaseException) -> TransportError:
+    return _error(f"{what}: {e}", ErrorCode.UNAVAILABLE, e)
+
+
+def _peer_address(writer: asyncio.StreamWriter) -> str | None:
+    name = writer.get_extra_info("peername")
+    if isinstance(name, tuple) and len(name) >= 2:
+        host = f"[{name[0]}]" if ":" in str(name[0]) else str(name[0])
+        return f"{host}:{name[1]}"
+    return str(name) if name else None
+
+
+async def open_transport(endpoint: Endpoint, options: Options) -> Transport:
+    """Connects to ``endpoint``, transport handshake included, within
+    ``options.connect_timeout``.
+
+    Raises:
+        TransportError: connecting failed or timed out.
+        ConfigError: the scheme is not supported here.
+    """
+    if endpoint.scheme in ("tls", "wss"):
+        raise ConfigError(
+            f"{endpoint.scheme}:// endpoints are not supported by the Python package yet"
+        )
+    try:
+        return await asyncio.wait_for(_open(endpoint, options), options.connect_timeout)
+    except asyncio.TimeoutError as e:
+        raise _error(
+            f"connecting to {endpoint} did not finish within {options.connect_timeout} s",
+            ErrorCode.UNAVAILABLE,
+            e,
+        ) from e
+    except OSError as e:
+        raise _io_error(f"cannot connect to {endpoint}", e) from e
+
+
+async def _open(endpoint: Endpoint, options: Options) -> Transport:
+    if endpoint.scheme == "tcp":
+        reader, writer = await asyncio.open_connection(
+            endpoint.host, endpoint.port, limit=READ_SIZE
+        )
+        return StreamTransport(reader, writer, _peer_address(writer))
+    if endpoint.scheme == "unix":
+        reader, writer = await asyncio.open_unix_connection(endpoint.path, limit=READ_SIZE)
+        return StreamTransport(reader, writer, endpoint.path)
+    websockets = websockets_module()
+    from websockets.asyncio.client import connect  # noqa: PLC0415 - optional dependency
+    from websockets.typing import Origin, Subprotocol  # noqa: PLC0415
+
+    uri = f"ws://{endpoint.authority}{endpoint.path}"
+    try:
+        ws = await connect(
+            uri,
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            compression=None,  # never permessage-deflate: gatewire has zstd
+            max_size=options.limits.max_frame + HEADER_LEN,
+            max_queue=WS_MAX_QUEUE,
+            origin=None if options.ws_origin is None else Origin(options.ws_origin),
+            proxy=None,
+            open_timeout=options.connect_timeout,
+            ping_interval=None,  # gatewire's own keepalive covers it
+            close_timeout=max(options.linger, 0.1),
+            user_agent_header=None,
+        )
+    except websockets.exceptions.InvalidHandshake as e:
+        raise _error(
+            f"websocket upgrade to {endpoint} refused: {e}", ErrorCode.UNAVAILABLE, e
+        ) from e
+    if ws.subprotocol != SUBPROTOCOL:
+        await ws.close()
+        raise TransportError(f"websocket server did not select the {SUBPROTOCOL} subprotocol")
+    return WsTransport(ws, uri)

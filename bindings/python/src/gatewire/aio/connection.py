@@ -1,0 +1,985 @@
+"""The connection driver: the sans-IO core on asyncio. Mirrors
+``gatewire::Connection`` (``crates/gatewire/src/conn.rs``).
+
+Two tasks per connection surround the core: a reader feeds it bytes (or
+whole WebSocket frames) while :meth:`~gatewire.protocol.Connection.wants_read`
+allows, and a writer drains :meth:`~gatewire.protocol.Connection.poll_transmit`
+in batches of up to 256 KiB, so reading never waits for writing. One timer,
+re-armed from :meth:`~gatewire.protocol.Connection.poll_timeout`, fires the
+core's deadlines (handshake, keepalive, call deadlines, drain...). After
+every input or command the runtime routes the core's events: responses to
+the pending-call map, stream data to stream queues, requests to handler
+tasks. Everything runs on the event loop's thread: there is no lock, and no
+user code runs while the core is being driven.
+
+Cancel safety
+-------------
+
+- Cancelling the task awaiting :meth:`Connection.call` cancels the call:
+  the peer is sent CANCEL and its handler task is cancelled. No response is
+  delivered afterwards.
+- A handler task is cancelled when the caller cancels or its deadline
+  passes; the call's concurrency slot is released only once the task has
+  finished, so cancelled work never lets more handlers run than
+  ``max_in_flight``.
+- :meth:`RecvStream.cancel` (or leaving ``async with rx``) on a stream we
+  opened, before the peer ended it, cancels the stream.
+- Cancelling :meth:`SendStream.send` while it waits for credit sends
+  nothing.
+
+Connection loss
+---------------
+
+When a connection ends for any reason, every pending call, stream and ping
+fails at once with an :class:`RpcError` whose ``is_closed`` is true (or
+``is_retryable`` for work that never left); nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import math
+import types
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from ..code import ErrorCode
+from ..control import ErrorInfo
+from ..exceptions import (
+    Blocked,
+    GatewireError,
+    InvalidState,
+    MessageTooLarge,
+    SendError,
+)
+from ..frame import Codec
+from ..protocol import (
+    CallFailed,
+    Cancelled,
+    Closed,
+    Config,
+    Connected,
+    Event,
+    EventReceived,
+    GoAway,
+    HelloReceived,
+    Message,
+    PeerInfo,
+    Pong,
+    Request,
+    Response,
+    Role,
+    Side,
+    StreamData,
+    StreamOpened,
+    Writable,
+)
+from ..protocol import Connection as Core
+from . import _compress
+from .errors import (
+    ConnectionClosedError,
+    DeadlineError,
+    LocalError,
+    RefusedCallError,
+    RemoteError,
+    RpcError,
+    Status,
+    from_connection,
+    from_send,
+    unsent,
+)
+from .router import CallContext, EventHandler, Router, StreamHandler, UnaryHandler
+from .stream import Notify, RecvStream, SendStream, StreamSlot, to_message, wait_any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    from ._transport import Transport
+    from .options import Options
+
+__all__ = ["MAX_BATCH", "Connection", "Stats"]
+
+MAX_BATCH = 256 * 1024
+"""Frames are gathered into one write until it holds this many bytes."""
+
+_log = logging.getLogger("gatewire")
+
+_T = TypeVar("_T")
+_E = TypeVar("_E", bound=RpcError)
+
+
+def _clone(error: _E) -> _E:
+    """A copy of ``error`` for one more waiter (each raise gets its own
+    traceback)."""
+    e = BaseException.__new__(type(error), *error.args)
+    e.__dict__.update(error.__dict__)
+    e.__cause__ = error.__cause__
+    return e
+
+
+def _remote_error(code: ErrorCode, message: str | None, details: bytes | None) -> RpcError:
+    if code == ErrorCode.REFUSED:
+        return RefusedCallError(code, message)
+    return RemoteError(code, message, details)
+
+
+def _deadline_ms(timeout: float | None) -> int | None:
+    if timeout is None:
+        return None
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError("timeout must be a non-negative number of seconds")
+    return max(0, math.ceil(timeout * 1000 - 1e-6))
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A snapshot of a connection's counters."""
+
+    frames_sent: int
+    """Frames written."""
+    bytes_sent: int
+    """Bytes written."""
+    bytes_received: int
+    """Bytes read."""
+    writes: int
+    """Transport writes (each carries a batch of frames)."""
+    credit_stalls: int
+    """Sends that had to wait for credit, a call slot or queue room."""
+    events_dropped: int
+    """One-way events dropped: no handler, or its queue was full."""
+    calls_out: int
+    """Calls and streams we opened that are still open."""
+    calls_in: int
+    """Calls and streams the peer opened that are still open (counting
+    handlers still running after a cancel)."""
+
+
+class Connection:
+    """A gatewire connection on asyncio. Either end may call the other.
+
+    Get one from :func:`gatewire.aio.connect` (client) or from a handler's
+    :attr:`CallContext.connection` / :meth:`Server.connections` (server).
+    Close it with :meth:`close` (graceful) or :meth:`abort`; ``async with``
+    closes it on exit.
+    """
+
+    def __init__(self, transport: Transport, role: Role, options: Options, router: Router) -> None:
+        from .. import __version__  # noqa: PLC0415 - the package imports this module
+
+        self._loop = asyncio.get_running_loop()
+        self._epoch = self._loop.time()
+        self._last_now = 0
+        self._transport = transport
+        self._options = options
+        self._router = router
+        config = Config(
+            role=role,
+            limits=options.limits,
+            timeouts=options.timeouts,
+            compression=options.offers_compression,
+            auth=options.auth if role is Role.CLIENT else None,
+            agent=options.agent or f"gatewire-python/{__version__}",
+        )
+        self._core = Core(config, 0)
+        self._compressor: _compress.Compressor | None = None
+
+        self._calls: dict[int, asyncio.Future[Message]] = {}
+        self._streams: dict[int, StreamSlot] = {}
+        self._handlers: dict[int, asyncio.Task[object]] = {}
+        self._pings: dict[int, asyncio.Future[float]] = {}
+        self._event_queues: dict[int, asyncio.Queue[Message | None]] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._connected: asyncio.Future[None] = self._loop.create_future()
+        self._close_error: RpcError | None = None
+        self._closed = asyncio.Event()
+        self._writable = Notify()
+        self._write_wake = asyncio.Event()
+        self._read_wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0
+        self._abort_handle: asyncio.TimerHandle | None = None
+        self._dispatching = False
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+        self._stats_frames_sent = 0
+        self._stats_bytes_sent = 0
+        self._stats_bytes_received = 0
+        self._stats_writes = 0
+        self._stats_credit_stalls = 0
+        self._stats_events_dropped = 0
+
+    # ----- lifecycle ------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Starts the reader and writer tasks (and sends HELLO, for a
+        client)."""
+        self._reader = self._loop.create_task(self._read_loop(), name="gatewire-reader")
+        self._writer = self._loop.create_task(self._write_loop(), name="gatewire-writer")
+        self._pump()
+
+    async def _handshake(self) -> None:
+        """Runs the connection until the handshake completes.
+
+        Raises:
+            RpcError: the handshake failed (refused, timed out, transport
+                error); the transport is closed by then.
+        """
+        self._start()
+        try:
+            await asyncio.shield(self._connected)
+        except RpcError:
+            await self.wait_closed()
+            raise
+        except BaseException:
+            self.abort(ErrorCode.UNAVAILABLE, "handshake abandoned")
+            raise
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Connection(role={self._core.role().value}, peer={self._transport.peer!r},"
+            f" closed={self.is_closed})"
+        )
+
+    # ----- getters --------------------------------------------------------------
+
+    @property
+    def role(self) -> Role:
+        """Client or server."""
+        return self._core.role()
+
+    @property
+    def peer(self) -> PeerInfo | None:
+        """What the peer agreed to in the handshake (its limits, whether zstd
+        is on, its agent...)."""
+        return self._core.peer()
+
+    @property
+    def remote_address(self) -> str | None:
+        """What the transport knows about the peer (its address)."""
+        return self._transport.peer
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection has ended."""
+        return self._closed.is_set()
+
+    @property
+    def close_error(self) -> RpcError | None:
+        """Why the connection ended (``None`` while open or after a graceful
+        end)."""
+        return self._close_error
+
+    def stats(self) -> Stats:
+        """Counters, and calls in flight in each direction."""
+        calls_out, calls_in = self._core.calls_in_flight()
+        return Stats(
+            frames_sent=self._stats_frames_sent,
+            bytes_sent=self._stats_bytes_sent,
+            bytes_received=self._stats_bytes_received,
+            writes=self._stats_writes,
+            credit_stalls=self._stats_credit_stalls,
+            events_dropped=self._stats_events_dropped,
+            calls_out=calls_out,
+            calls_in=calls_in,
+        )
+
+    # ----- commands -------------------------------------------------------------
+
+    async def call(
+        self,
+        method: int,
+        payload: Message | bytes | bytearray | memoryview = b"",
+        *,
+        codec: int = Codec.RAW,
+        timeout: float | None = None,
+    ) -> Message:
+        """Calls ``method`` and waits for the response.
+
+        Args:
+            method: the method id.
+            payload: the request: bytes (tagged ``codec``) or a
+                :class:`~gatewire.Message`.
+            codec: the codec tag of a bytes payload. Default ``RAW``.
+            timeout: seconds; travels to the peer as the call's deadline
+                (whole milliseconds, rounded up), which stops its handler
+                when it passes; the call then fails with
+                :class:`DeadlineError`.
+
+        Returns:
+            The response (decompressed).
+
+        Raises:
+            RemoteError: the peer answered with an error code.
+            DeadlineError: the deadline passed.
+            RefusedCallError: not processed (peer's GOAWAY or limit, or the
+                connection was closing): safe to retry.
+            ConnectionClosedError: the connection ended.
+            LocalError: the request is larger than the peer accepts, or the
+                response does not decompress.
+
+        Cancelling the awaiting task sends CANCEL to the peer.
+        """
+        message = to_message(payload, codec)
+        deadline = _deadline_ms(timeout)
+        fut: asyncio.Future[Message] = self._loop.create_future()
+
+        def op() -> int:
+            id_ = self._core.send_request(method, self._prepare(message), deadline)
+            self._calls[id_] = fut
+            return id_
+
+        id_ = await self._with_room(op)
+        try:
+            response = await fut
+        except asyncio.CancelledError:
+            if self._calls.pop(id_, None) is not None:
+                with contextlib.suppress(GatewireError):
+                    self._core.cancel(id_)
+                self._pump()
+            raise
+        return _decompressed(response)
+
+    async def emit(
+        self,
+        method: int,
+        payload: Message | bytes | bytearray | memoryview = b"",
+        *,
+        codec: int = Codec.RAW,
+    ) -> None:
+        """Sends a one-way event (waiting for send-queue room).
+
+        Raises:
+            RpcError: as :meth:`call` (never a remote error).
+        """
+        message = to_message(payload, codec)
+        await self._with_room(lambda: self._core.send_event(method, self._prepare(message)))
+
+    async def open_stream(
+        self,
+        method: int,
+        payload: Message | bytes | bytearray | memoryview = b"",
+        *,
+        codec: int = Codec.RAW,
+        timeout: float | None = None,
+    ) -> tuple[SendStream, RecvStream]:
+        """Opens a stream to ``method`` with an opening message.
+
+        Returns:
+            The :class:`SendStream` (``finish`` ends our half) and the
+            :class:`RecvStream` (an async iterator granting credit as it is
+            consumed; leave ``async with rx`` or call ``rx.cancel()`` to
+            abandon the stream early).
+
+        Raises:
+            RpcError: as :meth:`call`.
+        """
+        message = to_message(payload, codec)
+        deadline = _deadline_ms(timeout)
+
+        def op() -> int:
+            id_ = self._core.open_stream(method, self._prepare(message), deadline, False)
+            self._streams[id_] = StreamSlot(local=True, end=False, send_done=False)
+            return id_
+
+        id_ = await self._with_room(op)
+        return SendStream(self, id_), RecvStream(self, id_, True)
+
+    async def server_stream(
+        self,
+        method: int,
+        payload: Message | bytes | bytearray | memoryview = b"",
+        *,
+        codec: int = Codec.RAW,
+        timeout: float | None = None,
+    ) -> RecvStream:
+        """Opens a stream that only the peer sends on: the opening message
+        is the request, and our half ends with it.
+
+        Raises:
+            RpcError: as :meth:`call`.
+        """
+        message = to_message(payload, codec)
+        deadline = _deadline_ms(timeout)
+
+        def op() -> int:
+            id_ = self._core.open_stream(method, self._prepare(message), deadline, True)
+            self._streams[id_] = StreamSlot(local=True, end=False, send_done=True)
+            return id_
+
+        id_ = await self._with_room(op)
+        return RecvStream(self, id_, True)
+
+    async def ping(self) -> float:
+        """Sends a PING and returns the round-trip time in seconds.
+
+        Raises:
+            ConnectionClosedError: the connection ended first.
+            LocalError: 16 pings are already outstanding.
+        """
+        if self._core.is_closed():
+            raise self._closed_error()
+        try:
+            token = self._core.ping()
+        except InvalidState as e:
+            raise LocalError(ErrorCode.UNAVAILABLE, e.what) from None
+        fut: asyncio.Future[float] = self._loop.create_future()
+        self._pings[token] = fut
+        self._pump()
+        try:
+            return await fut
+        finally:
+            self._pings.pop(token, None)
+
+    async def close(self) -> None:
+        """Shuts down gracefully and returns once closed: the peer is told to
+        open nothing new (GOAWAY), calls in flight in both directions finish
+        (within ``timeouts.drain``), then the connection closes. Calls
+        started after this fail with :class:`RefusedCallError`."""
+        if not self._core.is_closed():
+            self._core.close(ErrorCode.NO_ERROR)
+            self._pump()
+        await self.wait_closed()
+
+    def abort(self, code: ErrorCode | int = ErrorCode.UNAVAILABLE, reason: str = "aborted") -> None:
+        """Closes at once with ``code`` (``NO_ERROR`` is sent as
+        ``UNAVAILABLE``); every call in flight fails."""
+        if not self._core.is_closed():
+            code = ErrorCode(code)
+            self._core.close(ErrorCode.UNAVAILABLE if code == ErrorCode.NO_ERROR else code, reason)
+            self._pump()
+
+    async def wait_closed(self) -> RpcError | None:
+        """Waits until the connection has ended and its transport is closed;
+        returns why, or ``None`` for a graceful end."""
+        await self._closed.wait()
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
+        return self._close_error
+
+    # ----- internals: commands ---------------------------------------------------
+
+    async def _with_room(self, op: Callable[[], _T]) -> _T:
+        """Runs ``op`` on the core, waiting for room while it raises
+        ``Blocked``."""
+        while True:
+            if self._core.is_closed():
+                # Nothing was sent: the call is safe to retry elsewhere.
+                raise unsent(self._close_error)
+            try:
+                value = op()
+            except Blocked:
+                self._stats_credit_stalls += 1
+                await wait_any(self._writable)
+                continue
+            except SendError as e:
+                raise from_send(e) from None
+            self._pump()
+            return value
+
+    def _prepare(self, message: Message) -> Message:
+        """Compresses an outgoing message when both sides negotiated zstd
+        and it is worth it."""
+        threshold = self._options.compression_threshold
+        if (
+            threshold is None
+            or message.uncompressed_len is not None
+            or len(message.body) < threshold
+        ):
+            return message
+        peer = self._core.peer()
+        if peer is None or not peer.compression:
+            return message
+        if self._compressor is None:
+            self._compressor = _compress.Compressor(self._options.compression_level)
+        return self._compressor.compress(message)
+
+    def _closed_error(self) -> RpcError:
+        if self._close_error is not None:
+            return _clone(self._close_error)
+        return ConnectionClosedError(ErrorCode.UNAVAILABLE, "connection closed")
+
+    def _maybe_drop_stream(self, id_: int) -> None:
+        slot = self._streams.get(id_)
+        if slot is not None and slot.local and slot.recv_done and slot.send_done:
+            del self._streams[id_]
+
+    # ----- internals: driving the core -------------------------------------------
+
+    def _now(self) -> int:
+        now = int((self._loop.time() - self._epoch) * 1000)
+        self._last_now = max(self._last_now, now)
+        return self._last_now
+
+    def _pump(self) -> None:
+        """After any input or command: route events, re-arm the timer, wake
+        the writer (and the reader, if it may read)."""
+        self._dispatch()
+        self._arm_timer()
+        self._write_wake.set()
+        if self._core.wants_read() or self._core.is_closed():
+            self._read_wake.set()
+
+    def _arm_timer(self) -> None:
+        at = self._core.poll_timeout()
+        if at is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        if self._timer is not None:
+            if self._timer_at <= at:
+                # The earlier timer fires first and re-arms.
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(self._epoch + at / 1000, self._on_timer)
+
+    def _on_timer(self) -> None:
+        at = self._timer_at
+        self._timer = None
+        # The loop may fire a timer up to its clock resolution early.
+        self._last_now = max(self._last_now, at)
+        self._core.handle_timeout(self._now())
+        self._pump()
+
+    async def _read_loop(self) -> None:
+        core = self._core
+        transport = self._transport
+        try:
+            while not core.is_closed():
+                if not core.wants_read():
+                    self._read_wake.clear()
+                    if not core.is_closed() and not core.wants_read():
+                        await self._read_wake.wait()
+                    continue
+                try:
+                    data = await transport.read()
+                except RpcError as e:
+                    _log.debug("read failed: %s", e)
+                    if self._close_error is None:
+                        self._close_error = e
+                    # A failed transport carries no more answers: no
+                    # half-close, the connection ends here.
+                    core.handle_eof(self._now())
+                    core.close(ErrorCode.UNAVAILABLE, "read failed")
+                else:
+                    if data is None:
+                        core.handle_eof(self._now())
+                    else:
+                        self._stats_bytes_received += len(data)
+                        if transport.message_framing:
+                            core.handle_frame(self._now(), data)
+                        else:
+                            core.handle_bytes(self._now(), data)
+                self._pump()
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # pragma: no cover - a bug; close rather than hang
+            _log.exception("gatewire reader failed")
+            self.abort(ErrorCode.INTERNAL, "internal error")
+
+    async def _write_loop(self) -> None:
+        core = self._core
+        transport = self._transport
+        failed = False
+        try:
+            while True:
+                self._write_wake.clear()
+                batch: list[bytes] = []
+                size = 0
+                while size < MAX_BATCH:
+                    frame = core.poll_transmit()
+                    if frame is None:
+                        break
+                    data = frame.to_bytes()
+                    batch.append(data)
+                    size += len(data)
+                self._dispatch()
+                self._arm_timer()
+                if core.wants_read() or core.is_closed():
+                    self._read_wake.set()
+                if not batch:
+                    if core.is_closed():
+                        break
+                    await self._write_wake.wait()
+                    continue
+                self._stats_frames_sent += len(batch)
+                self._stats_bytes_sent += size
+                self._stats_writes += 1
+                try:
+                    await transport.write(batch)
+                except RpcError as e:
+                    _log.debug("write failed: %s", e)
+                    failed = True
+                    if self._close_error is None:
+                        self._close_error = e
+                    core.handle_eof(self._now())
+                    core.close(ErrorCode.UNAVAILABLE, "write failed")
+                    self._pump()
+                    break
+        except asyncio.CancelledError:
+            failed = True
+        except Exception:  # pragma: no cover - a bug; close rather than hang
+            _log.exception("gatewire writer failed")
+            failed = True
+            self.abort(ErrorCode.INTERNAL, "internal error")
+        finally:
+            await self._shutdown_transport(failed)
+
+    async def _shutdown_transport(self, failed: bool) -> None:
+        reader = self._reader
+        try:
+            if reader is not None and not reader.done():
+                reader.cancel()
+                await asyncio.wait([reader])
+            if failed:
+                self._transport.abort()
+            else:
+                await self._transport.close(self._options.linger)
+        except BaseException:
+            self._transport.abort()
+            raise
+        finally:
+            if self._abort_handle is not None:
+                self._abort_handle.cancel()
+            if not self._closed.is_set():
+                # The writer was cancelled from outside: end the connection.
+                self.abort(ErrorCode.UNAVAILABLE, "runtime stopped")
+                self._closed.set()
+
+    def _force_abort(self) -> None:
+        """The writer did not finish in time after the close (the peer is not
+        reading): drop the socket."""
+        if self._writer is not None and not self._writer.done():
+            self._transport.abort()
+
+    # ----- internals: events -----------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while (event := self._core.poll_event()) is not None:
+                self._on_event(event)
+        finally:
+            self._dispatching = False
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, HelloReceived):
+            with contextlib.suppress(GatewireError):
+                self._core.accept()
+        elif isinstance(event, Connected):
+            if not self._connected.done():
+                self._connected.set_result(None)
+        elif isinstance(event, Response):
+            fut = self._calls.pop(event.id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(event.message)
+        elif isinstance(event, CallFailed):
+            self._on_call_failed(event)
+        elif isinstance(event, Request):
+            self._spawn_unary(event)
+        elif isinstance(event, StreamOpened):
+            self._spawn_stream(event)
+        elif isinstance(event, StreamData):
+            slot = self._streams.get(event.id)
+            if slot is not None:
+                m = event.message
+                # An empty raw message with END (`finish`) only ends the half.
+                bare_end = (
+                    event.end and not m.body and m.codec == Codec.RAW and m.uncompressed_len is None
+                )
+                if not bare_end:
+                    credit = len(m.body) + (4 if m.uncompressed_len is not None else 0)
+                    slot.queue.append((m, credit))
+                slot.end = slot.end or event.end
+                slot.wake()
+        elif isinstance(event, EventReceived):
+            self._on_event_received(event)
+        elif isinstance(event, Cancelled):
+            task = self._handlers.get(event.id)
+            if task is not None:
+                task.cancel()
+            slot = self._streams.get(event.id)
+            if slot is not None:
+                slot.error = _remote_error(event.code, None, None)
+                slot.wake()
+        elif isinstance(event, Writable):
+            if event.id is None:
+                self._writable.notify_all()
+            else:
+                slot = self._streams.get(event.id)
+                if slot is not None:
+                    slot.writable.notify_all()
+        elif isinstance(event, Pong):
+            pong = self._pings.pop(event.token, None)
+            if pong is not None and not pong.done():
+                pong.set_result(event.rtt / 1000)
+        elif isinstance(event, GoAway):
+            _log.debug("peer is going away: last id %d, %s", event.last_id, event.code)
+            # Callers waiting for room learn that no new call may start.
+            self._writable.notify_all()
+        elif isinstance(event, Closed):
+            self._on_closed(event)
+
+    def _on_call_failed(self, event: CallFailed) -> None:
+        error: RpcError
+        if event.code == ErrorCode.DEADLINE_EXCEEDED:
+            error = DeadlineError(event.info.message)
+        elif event.side is Side.REMOTE:
+            error = _remote_error(event.code, event.info.message, event.info.details)
+        elif self._core.is_closed():
+            if self._close_error is not None:
+                error = _clone(self._close_error)
+            else:
+                cause = self._core.close_error()
+                if cause is not None:
+                    error = from_connection(cause)
+                else:
+                    error = ConnectionClosedError(event.code, event.info.message)
+        else:
+            # We reset the stream (the peer broke its flow control...).
+            error = LocalError(event.code, event.info.message)
+        fut = self._calls.pop(event.id, None)
+        if fut is not None:
+            if not fut.done():
+                fut.set_exception(error)
+            return
+        slot = self._streams.get(event.id)
+        if slot is not None:
+            slot.error = error
+            slot.wake()
+
+    def _on_closed(self, event: Closed) -> None:
+        if event.error is not None and self._close_error is None:
+            self._close_error = from_connection(event.error)
+        if self._close_error is not None:
+            _log.debug("connection closed: %s", self._close_error)
+        error = self._closed_error()
+        if not self._connected.done():
+            self._connected.set_exception(error)
+        for fut in self._calls.values():
+            if not fut.done():
+                fut.set_exception(_clone(error))
+        self._calls.clear()
+        for slot in self._streams.values():
+            if slot.error is None and not slot.end:
+                slot.error = _clone(error)
+            slot.wake()
+        for task in self._handlers.values():
+            task.cancel()
+        for pong in self._pings.values():
+            if not pong.done():
+                pong.set_exception(_clone(error))
+        self._pings.clear()
+        for queue in self._event_queues.values():
+            queue.put_nowait(None)
+        self._event_queues.clear()
+        self._writable.notify_all()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._closed.set()
+        self._read_wake.set()
+        self._write_wake.set()
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+        if self._abort_handle is None:
+            self._abort_handle = self._loop.call_later(
+                self._options.linger + 1.0, self._force_abort
+            )
+
+    # ----- internals: handlers ---------------------------------------------------
+
+    def _context(self, id_: int, method: int, deadline: int | None) -> CallContext:
+        at = None if deadline is None else self._loop.time() + deadline / 1000
+        return CallContext(id_, method, at, self)
+
+    def _spawn_unary(self, event: Request) -> None:
+        handler = self._router.unary_handlers.get(event.method)
+        if handler is None:
+            info = ErrorInfo(message=f"no handler for method {event.method}")
+            with contextlib.suppress(GatewireError):
+                self._core.send_error(event.id, ErrorCode.UNKNOWN_METHOD, info)
+            return
+        ctx = self._context(event.id, event.method, event.deadline)
+        task: asyncio.Task[object] = self._loop.create_task(
+            self._run_unary(handler, ctx, event.message), name=f"gatewire-call-{event.id}"
+        )
+        self._handlers[event.id] = task
+        task.add_done_callback(functools.partial(self._finish_unary, event.id))
+
+    async def _run_unary(
+        self, handler: UnaryHandler, ctx: CallContext, message: Message
+    ) -> Message | Status:
+        try:
+            request = _compress.decompress(message)
+            return to_message(await handler(ctx, request), Codec.RAW)
+        except Status as s:
+            return s
+        except RpcError as e:
+            return Status.from_error(e)
+        except Exception:
+            _log.exception("handler for method %d failed", ctx.method)
+            return Status.internal("handler failed")
+
+    def _finish_unary(self, id_: int, task: asyncio.Task[object]) -> None:
+        """The handler task is done: answer, and free the call's slot."""
+        self._handlers.pop(id_, None)
+        outcome = None if task.cancelled() else task.result()
+        core = self._core
+        try:
+            if isinstance(outcome, Message):
+                try:
+                    core.send_response(id_, self._prepare(outcome))
+                except MessageTooLarge as e:
+                    info = ErrorInfo(message=f"response of {e.len} bytes exceeds the limit {e.max}")
+                    core.send_error(id_, ErrorCode.TOO_LARGE, info)
+            elif isinstance(outcome, Status):
+                core.send_error(id_, outcome.code, ErrorInfo(outcome.message, outcome.details))
+            else:
+                core.send_error(id_, ErrorCode.CANCELLED)
+        except GatewireError as e:
+            _log.debug("handler result for call %d not sent: %s", id_, e)
+        self._pump()
+
+    def _spawn_stream(self, event: StreamOpened) -> None:
+        handler = self._router.stream_handlers.get(event.method)
+        if handler is None:
+            info = ErrorInfo(message=f"no stream handler for method {event.method}")
+            with contextlib.suppress(GatewireError):
+                self._core.send_error(event.id, ErrorCode.UNKNOWN_METHOD, info)
+            return
+        self._streams[event.id] = StreamSlot(local=False, end=event.end, send_done=False)
+        ctx = self._context(event.id, event.method, event.deadline)
+        rx = RecvStream(self, event.id, False)
+        tx = SendStream(self, event.id)
+        task: asyncio.Task[object] = self._loop.create_task(
+            self._run_stream(handler, ctx, event.message, rx, tx),
+            name=f"gatewire-stream-{event.id}",
+        )
+        self._handlers[event.id] = task
+        task.add_done_callback(functools.partial(self._finish_stream, event.id))
+
+    async def _run_stream(
+        self,
+        handler: StreamHandler,
+        ctx: CallContext,
+        message: Message,
+        rx: RecvStream,
+        tx: SendStream,
+    ) -> Status | None:
+        try:
+            opening = _compress.decompress(message)
+            await handler(ctx, opening, rx, tx)
+            return None
+        except Status as s:
+            return s
+        except RpcError as e:
+            return Status.from_error(e)
+        except Exception:
+            _log.exception("stream handler for method %d failed", ctx.method)
+            return Status.internal("handler failed")
+
+    def _finish_stream(self, id_: int, task: asyncio.Task[object]) -> None:
+        self._handlers.pop(id_, None)
+        outcome = None if task.cancelled() else task.result()
+        core = self._core
+        try:
+            if isinstance(outcome, Status):
+                core.send_error(id_, outcome.code, ErrorInfo(outcome.message, outcome.details))
+            elif task.cancelled():
+                core.send_error(id_, ErrorCode.CANCELLED)
+            else:
+                try:
+                    core.finish(id_)
+                except Blocked:
+                    # The send queue is full: end the half once there is room.
+                    self._spawn_side(self._finish_later(id_))
+        except GatewireError as e:
+            _log.debug("end of stream %d not sent: %s", id_, e)
+        self._streams.pop(id_, None)
+        self._pump()
+
+    async def _finish_later(self, id_: int) -> None:
+        while not self._core.is_closed():
+            await wait_any(self._writable)
+            try:
+                self._core.finish(id_)
+            except Blocked:
+                continue
+            except GatewireError:
+                pass
+            self._pump()
+            return
+
+    def _spawn_side(self, coro: Coroutine[object, object, None]) -> None:
+        task = self._loop.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def _on_event_received(self, event: EventReceived) -> None:
+        handler = self._router.event_handlers.get(event.method)
+        if handler is None:
+            self._stats_events_dropped += 1
+            _log.debug("event %d without a handler dropped", event.method)
+            return
+        queue = self._event_queues.get(event.method)
+        if queue is None:
+            queue = asyncio.Queue()
+            self._event_queues[event.method] = queue
+            self._spawn_side(self._event_loop(event.method, handler, queue))
+        if queue.qsize() >= self._options.event_queue:
+            self._stats_events_dropped += 1
+            return
+        queue.put_nowait(event.message)
+
+    async def _event_loop(
+        self, method: int, handler: EventHandler, queue: asyncio.Queue[Message | None]
+    ) -> None:
+        while (message := await queue.get()) is not None:
+            try:
+                event = _compress.decompress(message)
+            except Status as s:
+                _log.warning("dropping an event of method %d: %s", method, s)
+                continue
+            try:
+                await handler(CallContext(0, method, None, self), event)
+            except Exception:
+                _log.exception("event handler for method %d failed", method)
+
+
+def _decompressed(message: Message) -> Message:
+    try:
+        return _compress.decompress(message)
+    except Status as s:
+        raise LocalError(s.code, s.message) from None
+
+
+async def start(transport: Transport, role: Role, options: Options, router: Router) -> Connection:
+    """Drives a connection over an established transport and returns it
+    once the handshake has completed.
+
+    Raises:
+        RpcError: the handshake failed.
+    """
+    conn = Connection(transport, role, options, router)
+    await conn._handshake()
+    return conn

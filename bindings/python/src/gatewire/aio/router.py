@@ -1,0 +1,164 @@
+"""Handlers for the calls, streams and events a peer sends us. Mirrors
+``gatewire::Router``.
+
+Both ends of a connection have a :class:`Router`: a gateway calls the
+desktop exactly as the desktop calls the gateway. Methods register a
+handler directly (chaining) or as a decorator::
+
+    router = Router()
+
+    @router.unary(1)
+    async def echo(ctx: CallContext, request: Message) -> Message:
+        return request
+
+    router.event(7, on_event).stream(2, on_stream)
+
+A unary handler returns the response (a :class:`~gatewire.Message`, or
+bytes sent as ``Codec.RAW``) or raises :class:`~gatewire.aio.Status`. A
+stream handler gets the opening message, a :class:`RecvStream` of the
+peer's messages and a :class:`SendStream`; returning ends our half of the
+stream. An event handler returns nothing; events of one method are handled
+one at a time, in arrival order.
+
+Handlers run as asyncio tasks. When the caller cancels, or the call's
+deadline passes, the task is cancelled (:class:`asyncio.CancelledError` is
+raised inside the handler); the call's concurrency slot is released only
+once the task has finished, so cancelled work never lets more handlers run
+than ``max_in_flight``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias, TypeVar, overload
+
+from ..protocol import Message
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .stream import RecvStream, SendStream
+
+__all__ = ["CallContext", "EventHandler", "Router", "StreamHandler", "UnaryHandler"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What a handler knows about the call it serves.
+
+    Attributes:
+        id: the call id (unique per direction on this connection; ``0`` for
+            an event).
+        method: the method id.
+        deadline: when the caller stops waiting, in the event loop's clock
+            (``loop.time()``), if it said.
+        connection: the connection the call arrived on: handlers may call
+            the peer back.
+    """
+
+    id: int
+    method: int
+    deadline: float | None
+    connection: Connection
+
+    def time_remaining(self) -> float | None:
+        """Seconds until the deadline (negative once passed), or ``None``."""
+        if self.deadline is None:
+            return None
+        return self.deadline - asyncio.get_running_loop().time()
+
+    @property
+    def peer(self) -> str | None:
+        """What the transport knows about the peer (its address)."""
+        return self.connection.remote_address
+
+
+Payload: TypeAlias = "Message | bytes | bytearray | memoryview"
+UnaryHandler: TypeAlias = Callable[[CallContext, Message], Awaitable["Message | bytes"]]
+StreamHandler: TypeAlias = Callable[
+    [CallContext, Message, "RecvStream", "SendStream"], Awaitable[None]
+]
+EventHandler: TypeAlias = Callable[[CallContext, Message], Awaitable[None]]
+
+U = TypeVar("U", bound=UnaryHandler)
+S = TypeVar("S", bound=StreamHandler)
+E = TypeVar("E", bound=EventHandler)
+
+
+class Router:
+    """Handlers by method id. A method without a handler is answered
+    ``UNKNOWN_METHOD`` (calls and streams) or dropped (events)."""
+
+    def __init__(self) -> None:
+        self.unary_handlers: dict[int, UnaryHandler] = {}
+        self.stream_handlers: dict[int, StreamHandler] = {}
+        self.event_handlers: dict[int, EventHandler] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"Router(unary={sorted(self.unary_handlers)}, streams={sorted(self.stream_handlers)},"
+            f" events={sorted(self.event_handlers)})"
+        )
+
+    @overload
+    def unary(self, method: int) -> Callable[[U], U]: ...
+    @overload
+    def unary(self, method: int, handler: UnaryHandler) -> Router: ...
+    def unary(self, method: int, handler: UnaryHandler | None = None) -> Router | Callable[[U], U]:
+        """Serves unary calls to ``method``: ``handler(ctx, request)``
+        returns the response."""
+        _check_method(method)
+        if handler is not None:
+            self.unary_handlers[method] = handler
+            return self
+
+        def register(h: U) -> U:
+            self.unary_handlers[method] = h
+            return h
+
+        return register
+
+    @overload
+    def stream(self, method: int) -> Callable[[S], S]: ...
+    @overload
+    def stream(self, method: int, handler: StreamHandler) -> Router: ...
+    def stream(
+        self, method: int, handler: StreamHandler | None = None
+    ) -> Router | Callable[[S], S]:
+        """Serves streams opened on ``method``: ``handler(ctx, opening, rx,
+        tx)``; returning ends our half (raising ends the stream with
+        ERROR)."""
+        _check_method(method)
+        if handler is not None:
+            self.stream_handlers[method] = handler
+            return self
+
+        def register(h: S) -> S:
+            self.stream_handlers[method] = h
+            return h
+
+        return register
+
+    @overload
+    def event(self, method: int) -> Callable[[E], E]: ...
+    @overload
+    def event(self, method: int, handler: EventHandler) -> Router: ...
+    def event(self, method: int, handler: EventHandler | None = None) -> Router | Callable[[E], E]:
+        """Handles one-way events on ``method``, one at a time per
+        connection, in arrival order."""
+        _check_method(method)
+        if handler is not None:
+            self.event_handlers[method] = handler
+            return self
+
+        def register(h: E) -> E:
+            self.event_handlers[method] = h
+            return h
+
+        return register
+
+
+def _check_method(method: int) -> None:
+    if not isinstance(method, int) or not 0 <= method <= 0xFFFF_FFFF:
+        raise ValueError(f"method id {method!r} is outside 0..=0xffffffff")
