@@ -129,6 +129,12 @@ export const MAX_PENDING_EVENTS = 1024;
 export const MAX_REASON_LEN = 256;
 
 /**
+ * Calls this endpoint ended that it remembers, so frames the peer had in
+ * flight for them are not charged as strays.
+ */
+export const MAX_ENDED_HERE = 1024;
+
+/**
  * Smallest non-final fragment a sender emits: a frame that credit would cut
  * shorter waits for more credit instead.
  */
@@ -880,6 +886,9 @@ export class Connection {
    * events are dropped too.
    */
   readonly #skipped = new Set<number>();
+  /** Calls this endpoint ended (the most recent {@link MAX_ENDED_HERE}). */
+  readonly #endedHere = new Set<number>();
+  readonly #endedOrder = new Deque<number>();
 
   readonly #calls = new Map<number, Call>();
   readonly #deadlines = new TimerSet();
@@ -1416,8 +1425,11 @@ export class Connection {
       payload = encodeErrorInfo({ message, details: undefined });
     }
     this.#pushControl(FrameType.ERROR, id, code, payload);
-    // ERROR ends the stream in both directions: later data from the peer is stray.
+    // ERROR ends the stream in both directions: later data from the peer,
+    // including the rest of a message it was sending, is stray.
+    this.#rememberEnded(id);
     call.recvOpen = false;
+    call.assembly = undefined;
     this.#releaseRemote(id);
   }
 
@@ -1545,6 +1557,7 @@ export class Connection {
     if (call === undefined || call.origin !== 'local') {
       throw new UnknownCallError(id);
     }
+    this.#rememberEnded(id);
     const neverSent = this.#purgeOut(id);
     // A call whose opening frame never left needs no CANCEL: the peer has
     // not seen its id.
@@ -2012,6 +2025,31 @@ export class Connection {
     }
   }
 
+  /**
+   * A frame naming a call this endpoint ended (cancel, deadline, error): the
+   * peer may have had frames in flight, bounded by the credit it had, so
+   * they cost nothing. Other strays are charged.
+   */
+  #strayOn(id: number): void {
+    if (!this.#endedHere.has(id)) {
+      this.#stray();
+    }
+  }
+
+  /** Remembers a call this endpoint ended, for `strayOn`; the oldest is forgotten past {@link MAX_ENDED_HERE}. */
+  #rememberEnded(id: number): void {
+    if (!this.#endedHere.has(id)) {
+      this.#endedHere.add(id);
+      this.#endedOrder.pushBack(id);
+      if (this.#endedOrder.length > MAX_ENDED_HERE) {
+        const old = this.#endedOrder.popFront();
+        if (old !== undefined) {
+          this.#endedHere.delete(old);
+        }
+      }
+    }
+  }
+
   #stray(): void {
     if (this.#shutdown.kind !== 'none' || this.#goawaySent !== undefined) {
       return;
@@ -2034,7 +2072,7 @@ export class Connection {
     if (id > last) {
       throw violation(new UnopenedIdViolation(ty, id));
     }
-    this.#stray();
+    this.#strayOn(id);
   }
 
   #onOpen(frame: Frame): void {
@@ -2178,7 +2216,7 @@ export class Connection {
     }
     if (call.cancelled) {
       this.#returnConnectionCredit(h.length);
-      this.#stray();
+      this.#strayOn(h.id);
       return;
     }
     if (!call.recvOpen) {
@@ -2232,7 +2270,7 @@ export class Connection {
     if (a === undefined) {
       if (call.cancelled) {
         this.#returnConnectionCredit(h.length);
-        this.#stray();
+        this.#strayOn(h.id);
         return;
       }
       throw violation(new UnexpectedFrameViolation(h.type));
@@ -2505,6 +2543,7 @@ export class Connection {
   }
 
   #failLocalCall(id: number, code: ErrorCode, info: ErrorInfo, side: Side): void {
+    this.#rememberEnded(id);
     this.#purgeOut(id);
     this.#removeCall(id);
     const full: ErrorInfo = { message: info.message, details: info.details };
@@ -2517,6 +2556,7 @@ export class Connection {
    * slot until it answers; otherwise the entry goes at once.
    */
   #cancelRemoteCall(id: number, code: ErrorCode): void {
+    this.#rememberEnded(id);
     this.#purgeOut(id);
     const call = this.#calls.get(id);
     if (call === undefined) {
@@ -2739,13 +2779,16 @@ export class Connection {
     );
     this.#deferred.clear();
     this.#opens.clear();
-    if (sendable && !this.#eof) {
+    // Nothing queued goes out after a connection error, except our own
+    // refusing HELLO_ACK and the GOAWAY that reports the error.
+    if (!(error instanceof RefusedError && error.side === 'local')) {
       this.#control.clear();
       this.#out.clear();
       this.#queuedBytes = 0;
+    }
+    if (sendable && !this.#eof) {
       this.#pushGoaway(this.#lastPeerId, error.wireCode, error.reason());
     }
-    // A local refusal's HELLO_ACK is already queued.
     this.#finishClosed(error);
   }
 

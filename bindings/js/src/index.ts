@@ -1,5 +1,19 @@
 /**
- * gatewire for JavaScript and TypeScript: the runtime-agnostic sans-IO core.
+ * gatewire for JavaScript and TypeScript: the runtime-agnostic sans-IO core,
+ * the promise-based driver around it, and the WebSocket transport. This
+ * entry point is browser-safe; Node transports (TCP, Unix sockets, the `ws`
+ * package) and the server live in `gatewire/node`.
+ *
+ * ```ts
+ * import { connect, Router } from 'gatewire';
+ * const router = new Router().unary(100, (_ctx, req) => req); // the peer may call us
+ * const conn = await connect('wss://gateway.example/rpc', { router });
+ * const reply = await conn.call(1, new TextEncoder().encode('hello'), { timeoutMs: 1000 });
+ * for await (const m of await conn.serverStream(3, request)) { ... }
+ * await conn.close();
+ * ```
+ *
+ * The core:
  *
  * This package implements the same wire rules as the Rust `gatewire-proto`
  * crate (the single source of truth) and passes the same golden vectors
@@ -90,8 +104,10 @@ export {
 export {
   COMPRESSION_ZSTD,
   compressedMessage,
-  Connection,
+  /** The core state machine (also `gatewire/connection`'s `Connection`); the driver's {@link Connection} wraps it. */
+  Connection as CoreConnection,
   connectionConfig,
+  MAX_ENDED_HERE,
   MAX_PENDING_EVENTS,
   MAX_REASON_LEN,
   MAX_USER_PINGS,
@@ -104,8 +120,61 @@ export {
   truncateReason,
   type ConnectionConfig,
   type ConnectionEvent,
-  type ConnectionOptions,
+  type ConnectionOptions as CoreConnectionOptions,
   type Message,
   type PeerInfo,
   type Role,
 } from './connection.js';
+
+// ----- the driver ------------------------------------------------------------------
+
+export {
+  acceptConnection,
+  AGENT,
+  connect,
+  Connection,
+  RecvStream,
+  SendStream,
+  startConnection,
+  toMessage,
+  type AcceptOptions,
+  type AuthRequest,
+  type CallContext,
+  type CallOptions,
+  type ConnectionOptions,
+  type ConnectOptions,
+  type Dialer,
+  type DialOptions,
+  type Payload,
+  type SendOptions,
+  type Stats,
+  type StreamOptions,
+  type StreamPair,
+} from './peer.js';
+export { Router, type EventHandler, type Reply, type StreamHandler, type UnaryHandler } from './router.js';
+export {
+  AbortedError,
+  ConfigError,
+  ConnectionClosedError,
+  DeadlineError,
+  fromConnectionError,
+  LocalError,
+  RefusedCallError,
+  RemoteError,
+  RpcError,
+  Status,
+  TransportError,
+  type RpcErrorKind,
+} from './rpc-errors.js';
+export { EndpointError, formatAuthority, formatEndpoint, parseEndpoint, type Endpoint } from './endpoint.js';
+export { MAX_BATCH, type Framing, type Transport, type TransportEvents, type TransportInfo } from './transport.js';
+export {
+  dialWebSocket,
+  SUBPROTOCOL,
+  WebSocketTransport,
+  type WebSocketConstructor,
+  type WebSocketDialOptions,
+  type WebSocketLike,
+} from './transports/websocket.js';
+export { memoryPair, MemoryTransport } from './transports/memory.js';
+export type { AbortControllerLike, AbortSignalLike } from './runtime.js';

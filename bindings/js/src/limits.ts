@@ -56,7 +56,7 @@ export interface Limits {
   connectionCredit: number;
   /**
    * Largest HELLO or HELLO_ACK payload, in bytes; also the frame limit until
-   * the handshake completes. Default 16 KiB. GOAWAY(TOO_LARGE).
+   * the handshake completes. Default 16 KiB; at least 1 KiB. GOAWAY(TOO_LARGE).
    */
   maxHandshake: number;
   /**
@@ -160,7 +160,7 @@ export function validateLimits(l: Limits): void {
   check('maxInFlight', l.maxInFlight, 1, U32_MAX);
   check('initialStreamCredit', l.initialStreamCredit, MIN_FRAME, MAX_WINDOW);
   check('connectionCredit', l.connectionCredit, MIN_FRAME, MAX_WINDOW);
-  check('maxHandshake', l.maxHandshake, 256, ceiling);
+  check('maxHandshake', l.maxHandshake, MIN_FRAME, ceiling);
   check('sendFragment', l.sendFragment, MIN_FRAME, ceiling);
   check('maxSendQueue', l.maxSendQueue, 1, Number.MAX_SAFE_INTEGER);
   check('maxPendingControl', l.maxPendingControl, 4, U32_MAX);

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import {
   BlockedError,
   Codec,
-  Connection,
+  CoreConnection as Connection,
   decodeHello,
   decodeHelloAck,
   encodeHello,
@@ -32,7 +32,7 @@ import {
   RefusedError,
   SendUnknownCallError,
   type ConnectionEvent,
-  type ConnectionOptions,
+  type CoreConnectionOptions as ConnectionOptions,
   type Frame,
 } from '../src/index.js';
 

@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import {
   allowedFlags,
   Codec,
-  Connection,
+  CoreConnection as Connection,
   ControlError,
   decodeErrorInfo,
   decodeGoAway,

@@ -426,13 +426,32 @@ describe('errors and codes', () => {
 });
 
 describe('the core is runtime-agnostic', () => {
-  it('uses no Node-only API in src/', () => {
-    const here = dirname(fileURLToPath(import.meta.url));
-    // build-test/test -> package root
-    const src = join(here, '..', '..', 'src');
-    for (const name of readdirSync(src)) {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // build-test/test -> package root
+  const src = join(here, '..', '..', 'src');
+  const files = (dir: string, prefix = ''): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? files(join(dir, e.name), `${prefix}${e.name}/`) : [`${prefix}${e.name}`],
+    );
+  const nodeApi = [/from\s+['"]node:/, /from\s+['"]ws['"]/, /require\(/, /\bBuffer\b/, /\bprocess\./];
+  const hostApi = [/\bsetTimeout\b/, /\bDate\.now\b/, /\bperformance\b/, /\bWebSocket\b/, /\bAbortController\b/];
+  const core = ['wire.ts', 'frame.ts', 'codec.ts', 'control.ts', 'limits.ts', 'errors.ts', 'connection.ts', 'index.ts'];
+
+  it('uses no Node-only API outside src/node/', () => {
+    const browserSafe = files(src).filter((f) => !f.startsWith('node/'));
+    assert.ok(browserSafe.includes('peer.ts') && browserSafe.includes('transports/websocket.ts'));
+    for (const name of browserSafe) {
       const text = readFileSync(join(src, name), 'utf8');
-      for (const banned of [/from\s+['"]node:/, /require\(/, /\bBuffer\b/, /\bprocess\./, /\bsetTimeout\b/, /\bDate\.now\b/, /\bperformance\b/]) {
+      for (const banned of nodeApi) {
+        assert.ok(!banned.test(text), `${name} uses ${banned}`);
+      }
+    }
+  });
+
+  it('the sans-IO core reads no clock and starts no timer', () => {
+    for (const name of core) {
+      const text = readFileSync(join(src, name), 'utf8').replace(/^\s*(\*|\/\/).*$/gm, '');
+      for (const banned of [...nodeApi, ...hostApi]) {
         assert.ok(!banned.test(text), `${name} uses ${banned}`);
       }
     }

@@ -31,6 +31,10 @@ use crate::router::{CallContext, Router};
 use crate::stream::{RecvStream, SendStream};
 use crate::transport::{Framing, PeerInfo, Transport, TransportRead, TransportWrite, WriteBatch};
 
+/// After the connection ends, input is drained this long at most while the
+/// peer closes its side, so our last frames are not lost to a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Frames are gathered into one write until it holds this many bytes.
 const MAX_BATCH: usize = 256 * 1024;
 
@@ -805,6 +809,19 @@ async fn read_loop(shared: Arc<Shared>, mut reader: Box<dyn TransportRead>, fram
         }
         shared.wake_writer();
     }
+    // The connection is over. Keep reading (and discarding) until the peer
+    // closes too, for a short while: dropping a socket with unread input
+    // resets it, and the peer could lose the last frames we wrote.
+    let linger = async {
+        loop {
+            buf.clear();
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, linger).await;
 }
 
 async fn sleep_until(at: Option<Instant>) {

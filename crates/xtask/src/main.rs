@@ -212,7 +212,12 @@ fn python_tests() -> Result {
 
 /// The TypeScript package: install pinned dependencies, type-check, test.
 fn js_tests() -> Result {
-    step("TypeScript package (bindings/js): npm ci, typecheck, tests");
+    step("TypeScript package (bindings/js): npm ci, typecheck, tests (Node, interop, headless Chromium)");
+    if !Path::new("/usr/bin/chromium").exists() {
+        step("installing Debian's chromium for the browser test");
+        run("apt-get", &["update", "-qq"])?;
+        run_in(&root(), "apt-get", &["install", "-y", "-qq", "chromium"], &[("DEBIAN_FRONTEND", "noninteractive")])?;
+    }
     let dir = root().join("bindings/js");
     run_in(&dir, "npm", &["ci", "--no-audit", "--no-fund", "--loglevel=error"], &[])?;
     run_in(&dir, "npm", &["run", "--silent", "typecheck"], &[])?;

@@ -1,0 +1,275 @@
+/**
+ * Node byte-stream transports: TCP (`tcp://`) and Unix-domain sockets
+ * (`unix://`), over `node:net`.
+ *
+ * Backpressure: `send` writes the batch and resolves when `write` returned
+ * `true` (the socket's buffer is under its high-water mark) or, when it
+ * returned `false`, on `'drain'`; so the socket holds at most its
+ * high-water mark plus one batch. Input is paused with `socket.pause()`
+ * while the protocol core is not consuming.
+ *
+ * Sockets are half-open capable: after the peer's FIN the driver may still
+ * answer calls the peer completed (as the Rust runtime does).
+ *
+ * @module
+ */
+
+import { lstatSync, mkdirSync, chmodSync, statSync, unlinkSync } from 'node:fs';
+import * as net from 'node:net';
+import { dirname } from 'node:path';
+
+import { AbortedError, ConfigError, TransportError } from '../rpc-errors.js';
+import type { AbortSignalLike } from '../runtime.js';
+import type { Transport, TransportEvents, TransportInfo } from '../transport.js';
+
+/** How long a gracefully closed socket waits for the peer's FIN before it is destroyed (ms). */
+const LINGER_MS = 2_000;
+
+/** Size of `sockaddr_un.sun_path` on Linux, the terminating NUL included (104 elsewhere). */
+export const SUN_PATH_LEN = process.platform === 'linux' ? 108 : 104;
+
+function view(b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** An established TCP or Unix socket, as a `'stream'` transport. */
+export class SocketTransport implements Transport {
+  readonly framing = 'stream';
+  readonly info: TransportInfo;
+  readonly socket: net.Socket;
+  #events: TransportEvents | undefined = undefined;
+  readonly #early: ((e: TransportEvents) => void)[] = [];
+  #ended = false;
+  #closing = false;
+  #drain: { resolve: () => void; reject: (e: Error) => void } | undefined = undefined;
+  #error: Error | undefined = undefined;
+
+  /** Wraps a connected socket; `address` is what {@link TransportInfo.address} says. */
+  constructor(socket: net.Socket, address: string) {
+    this.socket = socket;
+    this.info = { address };
+    socket.setNoDelay?.(true);
+    socket.on('data', (d: Buffer) => this.#emit((e) => e.onData(view(d))));
+    socket.on('end', () => this.#emit((e) => e.onClose()));
+    socket.on('error', (err: Error) => {
+      this.#error = err;
+      this.#emit((e) => e.onError(err));
+    });
+    socket.on('drain', () => {
+      const d = this.#drain;
+      this.#drain = undefined;
+      d?.resolve();
+    });
+    socket.on('close', () => {
+      const d = this.#drain;
+      this.#drain = undefined;
+      d?.reject(this.#error ?? new Error('socket closed'));
+      // A close without FIN or error (destroyed): the input ended. Nothing
+      // follows a close.
+      this.#emit((e) => e.onClose());
+      this.#ended = true;
+    });
+  }
+
+  #emit(f: (e: TransportEvents) => void): void {
+    if (this.#ended) {
+      return;
+    }
+    const events = this.#events;
+    if (events === undefined) {
+      this.#early.push(f);
+      return;
+    }
+    f(events);
+  }
+
+  start(events: TransportEvents): void {
+    this.#events = events;
+    for (const f of this.#early.splice(0)) {
+      f(events);
+    }
+  }
+
+  send(frames: readonly Uint8Array[]): Promise<void> {
+    const s = this.socket;
+    if (s.destroyed || s.writableEnded) {
+      return Promise.reject(this.#error ?? new Error('socket closed'));
+    }
+    let ok = true;
+    if (frames.length === 1) {
+      ok = s.write(frames[0] as Uint8Array);
+    } else {
+      s.cork();
+      for (const f of frames) {
+        ok = s.write(f);
+      }
+      s.uncork();
+    }
+    if (ok) {
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#drain = { resolve, reject };
+    });
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  close(): void {
+    if (this.#closing) {
+      return;
+    }
+    this.#closing = true;
+    const s = this.socket;
+    if (s.destroyed) {
+      return;
+    }
+    // Keep reading (and discarding) so the peer's FIN is seen and no unread
+    // data turns our close into a reset.
+    s.resume();
+    s.end();
+    const timer = setTimeout(() => s.destroy(), LINGER_MS);
+    timer.unref();
+    s.once('close', () => clearTimeout(timer));
+  }
+
+  abort(): void {
+    this.#closing = true;
+    this.socket.destroy();
+  }
+}
+
+/** Options of the Node dialers. */
+export interface SocketDialOptions {
+  /** Give up after this long (ms). Default 10 s. */
+  timeoutMs?: number | undefined;
+  /** Abandon the dial. */
+  signal?: AbortSignalLike | undefined;
+}
+
+function dial(socket: net.Socket, address: string, options: SocketDialOptions): Promise<SocketTransport> {
+  const signal = options.signal;
+  return new Promise<SocketTransport>((resolve, reject) => {
+    let settled = false;
+    const finish = (error: Error | undefined): void => {
+      if (settled) {
+        return;
+      }
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      socket.off('connect', onConnect);
+      socket.off('error', onError);
+      if (error !== undefined) {
+        socket.destroy();
+        reject(error);
+      } else {
+        resolve(new SocketTransport(socket, address));
+      }
+    };
+    const onConnect = (): void => finish(undefined);
+    const onError = (e: Error): void => finish(new TransportError(`connect to ${address} failed: ${e.message}`, e));
+    const onAbort = (): void => finish(new AbortedError(signal?.reason));
+    const timer = setTimeout(
+      () => finish(new TransportError(`connect to ${address} timed out`)),
+      options.timeoutMs ?? 10_000,
+    );
+    socket.once('connect', onConnect);
+    socket.once('error', onError);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted === true) {
+      onAbort();
+    }
+  });
+}
+
+/** Connects to `host:port` over TCP (no Nagle delay). */
+export function connectTcp(host: string, port: number, options: SocketDialOptions = {}): Promise<SocketTransport> {
+  const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
+  const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return dial(socket, address, options);
+}
+
+/** Checks that `path` fits in `sun_path`. */
+export function checkSocketPath(path: string): void {
+  const len = Buffer.byteLength(path);
+  if (len >= SUN_PATH_LEN) {
+    throw new ConfigError(`unix socket path ${path} is ${len} bytes; at most ${SUN_PATH_LEN - 1} fit`);
+  }
+}
+
+/** Connects to the Unix socket at `path`. */
+export function connectUnix(path: string, options: SocketDialOptions = {}): Promise<SocketTransport> {
+  checkSocketPath(path);
+  const socket = net.connect({ path, allowHalfOpen: true });
+  return dial(socket, path, options);
+}
+
+/** Probes whether something answers on the Unix socket at `path`. */
+function probe(path: string): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const s = net.connect({ path });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Prepares `path` for binding, as the Rust runtime does: the path must fit;
+ * a missing parent is created with mode `0700`; an existing parent must be a
+ * directory writable by neither group nor others (so `/tmp` itself is
+ * refused: use a private directory); a symbolic link or a non-socket at the
+ * path is refused; a live socket there is `EADDRINUSE`; a stale one is
+ * removed.
+ */
+export async function prepareUnixPath(path: string): Promise<void> {
+  checkSocketPath(path);
+  const parent = dirname(path);
+  let st;
+  try {
+    st = statSync(parent);
+  } catch {
+    mkdirSync(parent, { recursive: true, mode: 0o700 });
+    chmodSync(parent, 0o700);
+    st = statSync(parent);
+  }
+  if (!st.isDirectory()) {
+    throw new ConfigError(`${parent} is not a directory`);
+  }
+  if ((st.mode & 0o022) !== 0) {
+    throw new ConfigError(
+      `${parent} is writable by group or others; put the socket in a private directory (mode 0700)`,
+    );
+  }
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
+    throw new ConfigError(`${parent} is owned by another user`);
+  }
+  let existing;
+  try {
+    existing = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (existing.isSymbolicLink()) {
+    throw new ConfigError(`${path} is a symbolic link`);
+  }
+  if (!existing.isSocket()) {
+    throw new ConfigError(`${path} exists and is not a socket`);
+  }
+  if (await probe(path)) {
+    const e = new Error(`${path} is in use`) as NodeJS.ErrnoException;
+    e.code = 'EADDRINUSE';
+    throw new ConfigError(e.message, e);
+  }
+  unlinkSync(path);
+}
