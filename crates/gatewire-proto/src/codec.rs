@@ -61,6 +61,15 @@ impl Frame {
         buf.put_slice(&self.payload);
     }
 
+    /// Appends header and payload to `buf`, reserving once: the fast path
+    /// for a write buffer.
+    #[inline]
+    pub fn encode_into(&self, buf: &mut BytesMut) {
+        buf.reserve(self.encoded_len());
+        buf.extend_from_slice(&self.header.to_bytes());
+        buf.extend_from_slice(&self.payload);
+    }
+
     /// Decodes exactly one frame from a message-preserving transport (one
     /// WebSocket binary message): trailing or missing bytes are an error.
     pub fn decode_exact(mut message: Bytes, max_payload: u32) -> Result<Self, FrameError> {

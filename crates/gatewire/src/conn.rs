@@ -36,7 +36,7 @@ use crate::transport::{Framing, PeerInfo, Transport, TransportRead, TransportWri
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Frames are gathered into one write until it holds this many bytes.
-const MAX_BATCH: usize = 256 * 1024;
+const MAX_BATCH: usize = 64 * 1024;
 
 /// Counters of one connection.
 #[derive(Debug, Default)]
@@ -763,51 +763,75 @@ fn spawn_stream(
 }
 
 async fn read_loop(shared: Arc<Shared>, mut reader: Box<dyn TransportRead>, framing: Framing) {
+    enum Woke {
+        Read(std::io::Result<usize>),
+        Timer,
+        Nudge,
+    }
+    // Byte streams are read straight into the core's receive buffer (taken
+    // out while the read is pending, so no lock is held across it); message
+    // transports read one whole frame at a time into `buf`.
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
         let (deadline, wants_read) = {
-            let inner = shared.lock();
+            let mut inner = shared.lock();
             if inner.core.is_closed() {
                 break;
             }
-            (inner.core.poll_timeout(), inner.core.wants_read())
+            let wants_read = inner.core.wants_read();
+            if wants_read && framing == Framing::Stream {
+                buf = std::mem::take(inner.core.read_buf());
+            }
+            (inner.core.poll_timeout(), wants_read)
         };
-        let sleep_at = deadline.map(|d| shared.epoch + d.as_duration());
-        tokio::select! {
-            r = reader.read(&mut buf), if wants_read => {
-                let mut inner = shared.lock();
-                let now = shared.now();
-                match r {
-                    Ok(0) => inner.core.handle_eof(now),
-                    Ok(n) => {
-                        shared.counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                        match framing {
-                            Framing::Message => inner.core.handle_frame(now, buf.split().freeze()),
-                            Framing::Stream => {
-                                inner.core.handle_bytes(now, &buf);
-                                buf.clear();
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        debug!(error = %e, "read failed");
-                        if inner.close_error.is_none() {
-                            inner.close_error = Some(Error::io(&e));
-                        }
-                        inner.core.handle_eof(now);
-                    }
-                }
-                dispatch(&shared, &mut inner);
+        let at = deadline.map(|d| shared.epoch + d.as_duration());
+        if at != armed {
+            if let Some(at) = at {
+                sleep.as_mut().reset(at);
             }
-            () = sleep_until(sleep_at), if sleep_at.is_some() => {
-                let mut inner = shared.lock();
-                let now = shared.now();
-                inner.core.handle_timeout(now);
-                dispatch(&shared, &mut inner);
-            }
-            () = shared.read_wake.notified() => {}
+            armed = at;
         }
-        shared.wake_writer();
+        let woke = tokio::select! {
+            r = reader.read(&mut buf), if wants_read => Woke::Read(r),
+            () = &mut sleep, if armed.is_some() => Woke::Timer,
+            () = shared.read_wake.notified() => Woke::Nudge,
+        };
+        let mut inner = shared.lock();
+        if wants_read && framing == Framing::Stream {
+            *inner.core.read_buf() = std::mem::take(&mut buf);
+        }
+        let now = shared.now();
+        match woke {
+            Woke::Read(Ok(0)) => inner.core.handle_eof(now),
+            Woke::Read(Ok(n)) => {
+                shared.counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                match framing {
+                    Framing::Message => inner.core.handle_frame(now, buf.split().freeze()),
+                    Framing::Stream => inner.core.handle_buffered(now),
+                }
+            }
+            Woke::Read(Err(e)) => {
+                debug!(error = %e, "read failed");
+                if inner.close_error.is_none() {
+                    inner.close_error = Some(Error::io(&e));
+                }
+                inner.core.handle_eof(now);
+            }
+            Woke::Timer => {
+                armed = None;
+                inner.core.handle_timeout(now);
+            }
+            Woke::Nudge => {}
+        }
+        dispatch(&shared, &mut inner);
+        let send = inner.core.has_transmit() || inner.core.is_closed();
+        drop(inner);
+        if send {
+            shared.wake_writer();
+        }
     }
     // The connection is over. Keep reading (and discarding) until the peer
     // closes too, for a short while: dropping a socket with unread input
@@ -824,20 +848,13 @@ async fn read_loop(shared: Arc<Shared>, mut reader: Box<dyn TransportRead>, fram
     let _ = tokio::time::timeout(LINGER, linger).await;
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn write_loop(shared: Arc<Shared>, mut writer: Box<dyn TransportWrite>) {
     let mut batch = WriteBatch::default();
     loop {
         let closed = {
             let mut inner = shared.lock();
             while let Some(frame) = inner.core.poll_transmit() {
-                frame.encode_to(&mut batch.buf);
+                frame.encode_into(&mut batch.buf);
                 batch.ends.push(batch.buf.len());
                 if batch.buf.len() >= MAX_BATCH {
                     break;
@@ -852,6 +869,9 @@ async fn write_loop(shared: Arc<Shared>, mut writer: Box<dyn TransportWrite>) {
                 break;
             }
             shared.write_wake.notified().await;
+            // Let the tasks woken with us queue their frames too, so they
+            // leave in one write.
+            tokio::task::yield_now().await;
             continue;
         }
         let c = &shared.counters;

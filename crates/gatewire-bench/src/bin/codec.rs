@@ -1,4 +1,4 @@
-//! Codec throughput: gatewire's `Frame::encode_to` / `FrameDecoder` against
+//! Codec throughput: gatewire's `Frame::encode_into` / `FrameDecoder` against
 //! tokio-util's `LengthDelimitedCodec` (4-byte little-endian length prefix,
 //! same frame limit), and for bulk payloads against a plain `memcpy`.
 //!
@@ -228,7 +228,7 @@ fn encode_small_gatewire(frames: usize, payload: &Bytes, buf: &mut BytesMut) -> 
         if i % CLEAR_EVERY == 0 {
             buf.clear();
         }
-        gatewire_frame(black_box(payload.clone())).encode_to(buf);
+        gatewire_frame(black_box(payload.clone())).encode_into(buf);
     }
     black_box(&*buf);
     start.elapsed()
@@ -334,7 +334,7 @@ fn bulk(plan: Plan) {
 
 /// One 8 MiB round trip per iteration. What each path copies:
 ///
-/// - gatewire: (1) encode: `encode_to` writes the 16-byte header and copies
+/// - gatewire: (1) encode: `encode_into` writes the 16-byte header and copies
 ///   the 8 MiB payload into the write buffer; (2) transport: the wire bytes
 ///   are copied into the receive buffer in 64 KiB reads, as `read(2)` into a
 ///   `BytesMut` would; decode itself copies nothing — the payload is handed
@@ -361,7 +361,7 @@ fn bulk_gatewire(
     let start = Instant::now();
     for _ in 0..iters {
         wbuf.clear();
-        gatewire_frame(black_box(payload.clone())).encode_to(wbuf);
+        gatewire_frame(black_box(payload.clone())).encode_into(wbuf);
         let mut decoded = None;
         for chunk in wbuf.chunks(READ_CHUNK) {
             rbuf.extend_from_slice(chunk);

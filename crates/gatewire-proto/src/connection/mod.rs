@@ -24,6 +24,7 @@ mod budget;
 mod error;
 mod state;
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -365,7 +366,8 @@ pub struct Connection {
     ended_here: BTreeSet<CallId>,
     ended_order: VecDeque<CallId>,
 
-    calls: BTreeMap<CallId, Call>,
+    /// Boxed: the table moves entries on insert and remove.
+    calls: BTreeMap<CallId, Box<Call>>,
     deadlines: BTreeSet<(Instant, CallId)>,
     /// Completion deadlines of messages being reassembled (entries of
     /// finished messages are dropped lazily).
@@ -525,6 +527,12 @@ impl Connection {
     /// The error that ended the connection, if any.
     pub fn close_error(&self) -> Option<&ConnectionError> {
         self.close_error.as_ref()
+    }
+
+    /// Whether frames may be waiting for [`Connection::poll_transmit`] (a
+    /// runtime wakes its writer only then).
+    pub fn has_transmit(&self) -> bool {
+        !self.control.is_empty() || !self.out.is_empty() || !self.deferred.is_empty()
     }
 
     /// Whether the runtime may read more input now.
@@ -845,7 +853,7 @@ impl Connection {
                 call.deadline = Some(at);
                 self.deadlines.insert((at, id));
             }
-            self.calls.insert(id, call);
+            self.calls.insert(id, Box::new(call));
             self.local_in_flight += 1;
         }
         self.enqueue(OutMessage::new(ty, id, method, flags, prelude, message, false));
@@ -1559,7 +1567,7 @@ impl Connection {
                 call.recv_open = true;
                 call.assembly = Some(self.start_assembly(h, frame.payload, None, uncompressed));
                 self.return_connection_credit(h.length);
-                self.calls.insert(h.id, call);
+                self.calls.insert(h.id, Box::new(call));
                 return Ok(());
             }
             let message = Message { codec: h.codec, body: frame.payload, uncompressed_len: uncompressed };
@@ -1591,14 +1599,14 @@ impl Connection {
         if h.flags.contains(Flags::MORE) {
             call.assembly = Some(self.start_assembly(h, frame.payload, deadline, uncompressed));
             self.return_connection_credit(h.length);
-            self.calls.insert(h.id, call);
+            self.calls.insert(h.id, Box::new(call));
             return Ok(());
         }
         let end = h.flags.contains(Flags::END);
         if kind == Kind::Unary || end {
             call.recv_open = false;
         }
-        self.calls.insert(h.id, call);
+        self.calls.insert(h.id, Box::new(call));
         let message = Message { codec: h.codec, body: frame.payload, uncompressed_len: uncompressed };
         self.deliver_open(h.ty, h.id, h.arg, message, deadline, end, h.length);
         Ok(())

@@ -26,11 +26,46 @@ pub struct TcpTransport {
     peer: PeerInfo,
 }
 
+/// Unsent bytes the kernel may hold for a TCP socket before it reports the
+/// socket as not writable (`TCP_NOTSENT_LOWAT`, Linux). Keeping the queue
+/// short leaves frames in the protocol core, where a ping or a small call
+/// can still overtake a bulk transfer, instead of behind megabytes in the
+/// kernel.
+pub const NOTSENT_LOWAT: u32 = 32 * 1024;
+
+/// Socket options for every gatewire TCP connection (plain, TLS or
+/// WebSocket): `TCP_NODELAY`, and [`NOTSENT_LOWAT`] where the platform has it.
+pub(crate) fn tune(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let value = NOTSENT_LOWAT as libc::c_int;
+        // SAFETY: `stream` owns a valid socket descriptor for the duration of
+        // the call, and `value` is a c_int that outlives it, as
+        // setsockopt(TCP_NOTSENT_LOWAT) expects.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                std::ptr::from_ref(&value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 impl TcpTransport {
-    /// Wraps a connected stream: turns `TCP_NODELAY` on and records the
-    /// peer's address.
+    /// Wraps a connected stream: turns `TCP_NODELAY` on, bounds the kernel's
+    /// unsent queue ([`NOTSENT_LOWAT`]) and records the peer's address.
     pub fn from_stream(stream: TcpStream) -> io::Result<Self> {
-        stream.set_nodelay(true)?;
+        tune(&stream)?;
         let address = stream.peer_addr()?.to_string();
         Ok(Self { stream, peer: PeerInfo { address: Some(address), credentials: None, tls: None } })
     }

@@ -737,7 +737,7 @@ impl Transport for TlsTransport {
 /// valid server name.
 pub async fn connect(host: &str, port: u16, config: &TlsClientConfig) -> io::Result<TlsTransport> {
     let tcp = TcpStream::connect((host, port)).await?;
-    tcp.set_nodelay(true)?;
+    super::tcp::tune(&tcp)?;
     let addr = tcp.peer_addr()?;
     let (stream, info) = client_handshake(tcp, host, config, Alpn::Gatewire).await?;
     Ok(TlsTransport { stream, peer: PeerInfo { address: Some(addr.to_string()), credentials: None, tls: Some(info) } })
@@ -846,7 +846,7 @@ impl TlsListener {
                     let deadline = self.opts.handshake_timeout;
                     self.handshakes.spawn(async move {
                         with_deadline(deadline, async move {
-                            tcp.set_nodelay(true)?;
+                            super::tcp::tune(&tcp)?;
                             let (stream, info) = server_handshake(tcp, &config, Alpn::Gatewire).await?;
                             let peer = PeerInfo { address: Some(addr.to_string()), credentials: None, tls: Some(info) };
                             Ok(TlsTransport { stream, peer })

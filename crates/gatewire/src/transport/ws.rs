@@ -262,7 +262,7 @@ pub async fn connect(host: &str, port: u16, path: &str, opts: &WsOptions) -> io:
     let config = opts.config();
     with_deadline(opts.handshake_timeout, async move {
         let stream = TcpStream::connect((host, port)).await?;
-        stream.set_nodelay(true)?;
+        super::tcp::tune(&stream)?;
         let addr = stream.peer_addr()?;
         let peer = PeerInfo { address: Some(format!("ws://{addr}{path}")), credentials: None, tls: None };
         client_upgrade(stream, request, config, peer).await
@@ -288,7 +288,7 @@ pub async fn connect_tls(
     let config = opts.config();
     with_deadline(opts.handshake_timeout, async move {
         let stream = TcpStream::connect((host, port)).await?;
-        stream.set_nodelay(true)?;
+        super::tcp::tune(&stream)?;
         let addr = stream.peer_addr()?;
         let (stream, info) = tls::client_handshake(stream, host, tls_config, Alpn::Http11).await?;
         let peer = PeerInfo { address: Some(format!("wss://{addr}{path}")), credentials: None, tls: Some(info) };
@@ -483,7 +483,7 @@ async fn server_handshake<S: WsStream>(
     scheme: &'static str,
     wrap: Wrap<S>,
 ) -> io::Result<WsTransport<S>> {
-    stream.set_nodelay(true)?;
+    super::tcp::tune(&stream)?;
     let config = opts.config();
     let address = format!("{scheme}://{addr}{path}");
     let deadline = opts.handshake_timeout;
