@@ -174,11 +174,9 @@ fn test() -> Result {
     run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-example-pair"])?;
     python_tests()?;
     js_tests()?;
-    step("codec benchmark (smoke)");
-    run(
-        "cargo",
-        &["run", "--locked", "--release", "--quiet", "-p", "gatewire-bench", "--bin", "codec", "--", "--quick"],
-    )?;
+    step("benchmarks build (release) and codec smoke run");
+    run("cargo", &["build", "--locked", "--release", "--quiet", "-p", "gatewire-bench"])?;
+    run(root().join("target/release/codec").to_str().expect("utf-8 path"), &["--quick"])?;
     step("fuzz smoke");
     ensure_cargo_fuzz()?;
     let fuzz_dir = root().join("fuzz");
@@ -234,12 +232,16 @@ fn vectors() -> Result {
 }
 
 fn bench() -> Result {
-    step("codec benchmark, pinned to CPU 0");
     run("cargo", &["build", "--locked", "--release", "-p", "gatewire-bench"])?;
-    let bin = root().join("target/release/codec");
-    run("taskset", &["-c", "0", bin.to_str().expect("utf-8 path")])?;
-    step("codec benchmark, unpinned");
-    run(bin.to_str().expect("utf-8 path"), &[])
+    for bin in ["codec", "rpc"] {
+        let path = root().join("target/release").join(bin);
+        let path = path.to_str().expect("utf-8 path");
+        step(&format!("{bin} benchmark, both ends pinned to CPU 0"));
+        run("taskset", &["-c", "0", path])?;
+        step(&format!("{bin} benchmark, unpinned"));
+        run(path, &[])?;
+    }
+    Ok(())
 }
 
 const USAGE: &str = "usage: cargo xtask <test | demo | vectors | codegen | fuzz [SECONDS] | bench>";
