@@ -629,10 +629,7 @@ fn finish_handler(shared: &Arc<Shared>, id: u32, outcome: Option<std::result::Re
                 other => other,
             }
         }
-        Some(Err(status)) => {
-            let code = if status.code == ErrorCode::NO_ERROR { ErrorCode::INTERNAL } else { status.code };
-            inner.core.send_error(id, code, ErrorInfo { message: status.message, details: None })
-        }
+        Some(Err(status)) => send_status(&mut inner, id, status),
         None => inner.core.send_error(id, ErrorCode::CANCELLED, ErrorInfo::default()),
     };
     if let Err(e) = result {
@@ -643,25 +640,31 @@ fn finish_handler(shared: &Arc<Shared>, id: u32, outcome: Option<std::result::Re
     shared.wake_writer();
 }
 
-fn spawn_unary(
+/// Checks a call the peer opened before any handler sees it: the identity
+/// and the authorizer first, then whether a handler exists. Returns the
+/// context and cancel token of an admitted call; otherwise the call has been
+/// answered with an error.
+fn admit(
     shared: &Arc<Shared>,
     inner: &mut Inner,
     id: u32,
     method: u32,
-    message: Message,
     deadline: Option<Duration>,
-) {
+    has_handler: bool,
+) -> Option<(CallContext, CancellationToken)> {
     // Authorization (auth.rs): an expired identity or a denied method is
     // answered before the handler (or UNKNOWN_METHOD) is involved.
-    if let Err(status) = auth::check_call(shared.identity.get(), shared.config.authorizer.as_deref(), method) {
-        let _ = inner.core.send_error(id, status.code, ErrorInfo { message: status.message, details: None });
-        return;
-    }
-    let Some(handler) = shared.router.unary.get(&method).cloned() else {
-        let info = ErrorInfo { message: Some(format!("no handler for method {method}")), details: None };
-        let _ = inner.core.send_error(id, ErrorCode::UNKNOWN_METHOD, info);
-        return;
+    let refusal = match auth::check_call(shared.identity.get(), shared.config.authorizer.as_deref(), method) {
+        Err(status) => Some(status),
+        Ok(()) if !has_handler => {
+            Some(Status::new(ErrorCode::UNKNOWN_METHOD, format!("no handler for method {method}")))
+        }
+        Ok(()) => None,
     };
+    if let Some(status) = refusal {
+        let _ = send_status(inner, id, status);
+        return None;
+    }
     let token = CancellationToken::new();
     inner.handlers.insert(id, token.clone());
     let ctx = CallContext {
@@ -671,23 +674,51 @@ fn spawn_unary(
         cancel: token.clone(),
         connection: Connection { shared: shared.clone() },
     };
+    Some((ctx, token))
+}
+
+/// Ends a call the peer opened with a handler's error.
+fn send_status(inner: &mut Inner, id: u32, status: Status) -> Result<(), SendError> {
+    let code = if status.code == ErrorCode::NO_ERROR { ErrorCode::INTERNAL } else { status.code };
+    inner.core.send_error(id, code, ErrorInfo { message: status.message, details: None })
+}
+
+/// Runs a handler until it finishes or its call is cancelled (`None`); a
+/// panic becomes `INTERNAL`. The handler's future is dropped before this
+/// returns, so a slot released afterwards is released after it unwound.
+async fn run_handler<T>(
+    token: CancellationToken,
+    message: Message,
+    handler: impl FnOnce(Message) -> crate::router::BoxFuture<Result<T, Status>>,
+) -> Option<Result<T, Status>> {
+    let message = match compress::decompress(message) {
+        Ok(m) => m,
+        Err(status) => return Some(Err(status)),
+    };
+    let fut = std::panic::AssertUnwindSafe(handler(message)).catch_unwind();
+    tokio::select! {
+        biased;
+        () = token.cancelled() => None,
+        r = fut => Some(r.unwrap_or_else(|_| Err(Status::internal("handler panicked")))),
+    }
+}
+
+fn spawn_unary(
+    shared: &Arc<Shared>,
+    inner: &mut Inner,
+    id: u32,
+    method: u32,
+    message: Message,
+    deadline: Option<Duration>,
+) {
+    let handler = shared.router.unary.get(&method).cloned();
+    let Some((ctx, token)) = admit(shared, inner, id, method, deadline, handler.is_some()) else { return };
+    let handler = handler.expect("admitted calls have a handler");
     let shared = shared.clone();
     let span = tracing::debug_span!("gatewire.call", id, method);
     tokio::spawn(
         async move {
-            let outcome = match compress::decompress(message) {
-                Err(status) => Some(Err(status)),
-                Ok(message) => {
-                    let fut = std::panic::AssertUnwindSafe(handler(ctx, message)).catch_unwind();
-                    tokio::select! {
-                        biased;
-                        () = token.cancelled() => None,
-                        r = fut => Some(r.unwrap_or_else(|_| Err(Status::internal("handler panicked")))),
-                    }
-                }
-            };
-            // The handler future is dropped by now: its slot is released only
-            // after it has finished unwinding.
+            let outcome = run_handler(token, message, |m| handler(ctx, m)).await;
             finish_handler(&shared, id, outcome);
         }
         .instrument(span),
@@ -704,50 +735,22 @@ fn spawn_stream(
     end: bool,
     deadline: Option<Duration>,
 ) {
-    // Authorization (auth.rs), as in `spawn_unary`.
-    if let Err(status) = auth::check_call(shared.identity.get(), shared.config.authorizer.as_deref(), method) {
-        let _ = inner.core.send_error(id, status.code, ErrorInfo { message: status.message, details: None });
-        return;
-    }
-    let Some(handler) = shared.router.streams.get(&method).cloned() else {
-        let info = ErrorInfo { message: Some(format!("no stream handler for method {method}")), details: None };
-        let _ = inner.core.send_error(id, ErrorCode::UNKNOWN_METHOD, info);
-        return;
-    };
+    let handler = shared.router.streams.get(&method).cloned();
+    let Some((ctx, token)) = admit(shared, inner, id, method, deadline, handler.is_some()) else { return };
+    let handler = handler.expect("admitted calls have a handler");
     inner.streams.insert(id, StreamSlot::new(end));
-    let token = CancellationToken::new();
-    inner.handlers.insert(id, token.clone());
-    let ctx = CallContext {
-        id,
-        method,
-        deadline: deadline_instant(deadline),
-        cancel: token.clone(),
-        connection: Connection { shared: shared.clone() },
-    };
     let rx = RecvStream::new(shared.clone(), id, false);
     let tx = SendStream::new(shared.clone(), id);
     let shared = shared.clone();
     let span = tracing::debug_span!("gatewire.stream", id, method);
     tokio::spawn(
         async move {
-            let outcome = match compress::decompress(message) {
-                Err(status) => Some(Err(status)),
-                Ok(message) => {
-                    let fut = std::panic::AssertUnwindSafe(handler(ctx, message, rx, tx)).catch_unwind();
-                    tokio::select! {
-                        biased;
-                        () = token.cancelled() => None,
-                        r = fut => Some(r.unwrap_or_else(|_| Err(Status::internal("handler panicked")))),
-                    }
-                }
-            };
+            let outcome = run_handler(token, message, |m| handler(ctx, m, rx, tx)).await;
             let mut inner = shared.lock();
             inner.handlers.remove(&id);
             let result = match outcome {
                 Some(Ok(())) => inner.core.finish(id),
-                Some(Err(status)) => {
-                    inner.core.send_error(id, status.code, ErrorInfo { message: status.message, details: None })
-                }
+                Some(Err(status)) => send_status(&mut inner, id, status),
                 None => inner.core.send_error(id, ErrorCode::CANCELLED, ErrorInfo::default()),
             };
             if let Err(e) = result {
