@@ -42,7 +42,7 @@ async fn stream_through(url: &str, total: usize) {
         messages += 1;
         // The fixed rate: 8 messages (512 KiB) per millisecond tick at most,
         // well below what the producer can send.
-        if messages % 8 == 0 {
+        if messages.is_multiple_of(8) {
             tick.as_mut().tick().await;
         }
     }

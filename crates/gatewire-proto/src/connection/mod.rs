@@ -657,11 +657,11 @@ impl Connection {
             self.fail(ConnectionError::Timeout("handshake"));
             return;
         }
-        if let Some(since) = self.partial_since {
-            if now >= since + t.partial_frame {
-                self.fail(ConnectionError::Timeout("partial frame"));
-                return;
-            }
+        if let Some(since) = self.partial_since
+            && now >= since + t.partial_frame
+        {
+            self.fail(ConnectionError::Timeout("partial frame"));
+            return;
         }
         if self.phase == Phase::Open {
             if let Some(interval) = t.keepalive_interval {
@@ -678,10 +678,12 @@ impl Connection {
                     _ => {}
                 }
             }
-            if let Some(idle) = t.idle {
-                if self.calls.is_empty() && self.shutdown == Shutdown::None && now >= self.last_activity + idle {
-                    self.close(ErrorCode::NO_ERROR, Some("idle timeout"));
-                }
+            if let Some(idle) = t.idle
+                && self.calls.is_empty()
+                && self.shutdown == Shutdown::None
+                && now >= self.last_activity + idle
+            {
+                self.close(ErrorCode::NO_ERROR, Some("idle timeout"));
             }
         }
         while let Some(&(at, id)) = self.assembling.first() {
@@ -1502,10 +1504,10 @@ impl Connection {
     fn remember_ended(&mut self, id: CallId) {
         if self.ended_here.insert(id) {
             self.ended_order.push_back(id);
-            if self.ended_order.len() > MAX_ENDED_HERE {
-                if let Some(old) = self.ended_order.pop_front() {
-                    self.ended_here.remove(&old);
-                }
+            if self.ended_order.len() > MAX_ENDED_HERE
+                && let Some(old) = self.ended_order.pop_front()
+            {
+                self.ended_here.remove(&old);
             }
         }
     }
@@ -1709,10 +1711,8 @@ impl Connection {
     }
 
     fn complete_stream_data(&mut self, id: CallId, message: Message, end: bool, credit: u32) {
-        if end {
-            if let Some(call) = self.calls.get_mut(&id) {
-                call.recv_open = false;
-            }
+        if end && let Some(call) = self.calls.get_mut(&id) {
+            call.recv_open = false;
         }
         self.strays.refund(1);
         self.push_event(Event::StreamData { id, message, end }, credit, None);
@@ -1870,11 +1870,11 @@ impl Connection {
 
     fn on_pong(&mut self, frame: Frame) -> Result<(), ConnectionError> {
         let token = frame.payload.first_chunk::<PING_PAYLOAD_LEN>().map_or(0, |b| u64::from_le_bytes(*b));
-        if let Shutdown::Announced { token: t, .. } = self.shutdown {
-            if token == t {
-                self.send_final_goaway();
-                return Ok(());
-            }
+        if let Shutdown::Announced { token: t, .. } = self.shutdown
+            && token == t
+        {
+            self.send_final_goaway();
+            return Ok(());
         }
         if let Some(pos) = self.user_pings.iter().position(|(t, _)| *t == token) {
             let (_, sent) = self.user_pings.remove(pos).expect("position is in range");
@@ -1902,10 +1902,10 @@ impl Connection {
             refuse_above(self, h.id);
             return Err(ConnectionError::Remote { code, message: info.message });
         }
-        if let Some(prev) = self.goaway_received {
-            if h.id > prev {
-                return Err(Violation::GoAwayIncreased { last: h.id, previous: prev }.into());
-            }
+        if let Some(prev) = self.goaway_received
+            && h.id > prev
+        {
+            return Err(Violation::GoAwayIncreased { last: h.id, previous: prev }.into());
         }
         self.goaway_received = Some(h.id);
         refuse_above(self, h.id);

@@ -801,11 +801,11 @@ mod model {
                     let s = usize::from(side);
                     let ids: Vec<CallId> =
                         self.models[s].outcomes.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
-                    if let Some(id) = pick(&ids, i) {
-                        if self.conns[s].cancel(id).is_ok() {
-                            // A cancelled call reports nothing more.
-                            self.models[s].outcomes.insert(id, 1);
-                        }
+                    if let Some(id) = pick(&ids, i)
+                        && self.conns[s].cancel(id).is_ok()
+                    {
+                        // A cancelled call reports nothing more.
+                        self.models[s].outcomes.insert(id, 1);
                     }
                 }
                 Op::Deliver { side, frames } => self.deliver(usize::from(side), frames),

@@ -83,16 +83,16 @@ where
     T: Stream<Item = Result<In, E>> + Sink<Out> + Unpin,
 {
     while let Some(Ok(message)) = io.next().await {
-        if let Some(out) = answer(message) {
-            if io.feed(wrap(out)).await.is_err() {
-                return;
-            }
+        if let Some(out) = answer(message)
+            && io.feed(wrap(out)).await.is_err()
+        {
+            return;
         }
         while let Some(Some(Ok(message))) = io.next().now_or_never() {
-            if let Some(out) = answer(message) {
-                if io.feed(wrap(out)).await.is_err() {
-                    return;
-                }
+            if let Some(out) = answer(message)
+                && io.feed(wrap(out)).await.is_err()
+            {
+                return;
             }
         }
         if io.flush().await.is_err() {
