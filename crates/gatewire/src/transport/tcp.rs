@@ -232,6 +232,31 @@ mod tests {
         assert_eq!(&buf[..], b"reply");
     }
 
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn unsent_queue_is_bounded_on_both_ends() {
+        use std::os::fd::AsRawFd;
+        let (client, server) = pair().await;
+        for t in [&client, &server] {
+            let mut value: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: a valid socket descriptor and an out-parameter of the
+            // size getsockopt(TCP_NOTSENT_LOWAT) writes.
+            #[allow(unsafe_code)]
+            let rc = unsafe {
+                libc::getsockopt(
+                    t.stream.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NOTSENT_LOWAT,
+                    std::ptr::from_mut(&mut value).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            assert_eq!(value as u32, NOTSENT_LOWAT);
+        }
+    }
+
     #[tokio::test]
     async fn read_reserves_a_bounded_step() {
         let (client, server) = pair().await;

@@ -130,6 +130,27 @@ impl From<TlsConfigError> for crate::Error {
     }
 }
 
+/// A certificate chain and its private key from PEM text.
+fn identity_from_pem(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsConfigError> {
+    Ok((certs_from_pem("certificate chain", chain_pem)?, key_from_pem(key_pem)?))
+}
+
+/// A certificate chain and its private key from PEM files; errors name the
+/// file.
+fn identity_from_files(
+    chain: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsConfigError> {
+    let chain_pem = read_file("certificate chain", chain)?;
+    let key_pem = read_file("private key", key)?;
+    let chain = in_file(chain, certs_from_pem("certificate chain", &chain_pem))?;
+    let key = in_file(key, key_from_pem(&key_pem))?;
+    Ok((chain, key))
+}
+
 fn certs_from_pem(what: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
@@ -272,18 +293,13 @@ impl TlsServerConfigBuilder {
     /// The server's certificate chain (leaf first) and its private key
     /// (PKCS#8, PKCS#1 or SEC1), as PEM text.
     pub fn identity_pem(self, chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsConfigError> {
-        let chain = certs_from_pem("certificate chain", chain_pem)?;
-        let key = key_from_pem(key_pem)?;
+        let (chain, key) = identity_from_pem(chain_pem, key_pem)?;
         Ok(self.identity(chain, key))
     }
 
     /// [`identity_pem`](Self::identity_pem) from files.
     pub fn identity_files(self, chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TlsConfigError> {
-        let (chain, key) = (chain.as_ref(), key.as_ref());
-        let chain_pem = read_file("certificate chain", chain)?;
-        let key_pem = read_file("private key", key)?;
-        let chain = in_file(chain, certs_from_pem("certificate chain", &chain_pem))?;
-        let key = in_file(key, key_from_pem(&key_pem))?;
+        let (chain, key) = identity_from_files(chain.as_ref(), key.as_ref())?;
         Ok(self.identity(chain, key))
     }
 
@@ -457,18 +473,13 @@ impl TlsClientConfigBuilder {
 
     /// [`identity`](Self::identity) from PEM text.
     pub fn identity_pem(self, chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsConfigError> {
-        let chain = certs_from_pem("certificate chain", chain_pem)?;
-        let key = key_from_pem(key_pem)?;
+        let (chain, key) = identity_from_pem(chain_pem, key_pem)?;
         Ok(self.identity(chain, key))
     }
 
     /// [`identity`](Self::identity) from PEM files.
     pub fn identity_files(self, chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TlsConfigError> {
-        let (chain, key) = (chain.as_ref(), key.as_ref());
-        let chain_pem = read_file("certificate chain", chain)?;
-        let key_pem = read_file("private key", key)?;
-        let chain = in_file(chain, certs_from_pem("certificate chain", &chain_pem))?;
-        let key = in_file(key, key_from_pem(&key_pem))?;
+        let (chain, key) = identity_from_files(chain.as_ref(), key.as_ref())?;
         Ok(self.identity(chain, key))
     }
 
