@@ -77,13 +77,80 @@ pub struct AdvertisedLimits {
     pub connection_credit: u32,
 }
 
-/// A service offered by an endpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A service an endpoint offers or uses: its name, fingerprint and
+/// descriptor (`docs/PROTOCOL.md` §10).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Service {
     /// Fully qualified service name.
     pub name: String,
-    /// Schema fingerprint.
+    /// Hash of the service's canonical description; 0 means unknown.
     pub fingerprint: u64,
+    /// The service's methods. Empty: no descriptor, only the fingerprint.
+    pub methods: Vec<MethodDesc>,
+    /// The shapes of the tables and structs its methods reach.
+    pub shapes: Vec<Shape>,
+}
+
+impl Service {
+    /// A service known only by name and fingerprint.
+    pub fn new(name: impl Into<String>, fingerprint: u64) -> Self {
+        Self { name: name.into(), fingerprint, methods: Vec::new(), shapes: Vec::new() }
+    }
+}
+
+/// One method of a service descriptor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MethodDesc {
+    /// The method's name within its service.
+    pub name: String,
+    /// The method id.
+    pub id: u32,
+    /// The call kind.
+    pub kind: MethodKind,
+    /// Type hash of the request, opening or event table.
+    pub request: u64,
+    /// Type hash of the response or stream item table.
+    pub response: u64,
+}
+
+/// How a method is called (`docs/SCHEMA.md` §2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MethodKind(pub u8);
+
+impl MethodKind {
+    /// REQUEST and one RESPONSE.
+    pub const UNARY: Self = Self(0);
+    /// One request opens a stream; the callee sends the items.
+    pub const SERVER_STREAMING: Self = Self(1);
+    /// The caller sends the items; the callee answers with one message.
+    pub const CLIENT_STREAMING: Self = Self(2);
+    /// Both sides send items.
+    pub const BIDI_STREAMING: Self = Self(3);
+    /// A one-way EVENT.
+    pub const EVENT: Self = Self(4);
+}
+
+/// The wire shape of a table or struct: one hash per field slot, in
+/// field-id order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Fully qualified type name.
+    pub name: String,
+    /// Type hash of the table or struct.
+    pub ty: u64,
+    /// A struct: the slots must match exactly. A table may gain slots.
+    pub fixed: bool,
+    /// One hash per field slot.
+    pub slots: Vec<u64>,
+}
+
+/// The answer of the built-in method `LIST_SERVICES`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceList {
+    /// Services the endpoint serves.
+    pub offers: Vec<Service>,
+    /// Services the endpoint calls on its peer.
+    pub uses: Vec<Service>,
 }
 
 /// The HELLO table.
@@ -105,6 +172,8 @@ pub struct Hello {
     pub services: Vec<Service>,
     /// Implementation name, for logs.
     pub agent: Option<String>,
+    /// Services the client uses.
+    pub uses: Vec<Service>,
 }
 
 /// The HELLO_ACK table.
@@ -126,6 +195,8 @@ pub struct HelloAck {
     pub services: Vec<Service>,
     /// Implementation name, for logs.
     pub agent: Option<String>,
+    /// Services the server uses.
+    pub uses: Vec<Service>,
 }
 
 impl Default for ErrorCode {
@@ -185,15 +256,80 @@ fn services_to_fb<'b>(fbb: &mut FlatBufferBuilder<'b>, services: &[Service]) -> 
         .iter()
         .map(|s| {
             let name = fbb.create_string(&s.name);
-            fb::Service::create(fbb, &fb::ServiceArgs { name: Some(name), fingerprint: s.fingerprint })
+            let methods = (!s.methods.is_empty()).then(|| {
+                let items: Vec<_> = s
+                    .methods
+                    .iter()
+                    .map(|m| {
+                        let name = fbb.create_string(&m.name);
+                        fb::Method::create(
+                            fbb,
+                            &fb::MethodArgs {
+                                name: Some(name),
+                                id: m.id,
+                                kind: m.kind.0,
+                                request: m.request,
+                                response: m.response,
+                            },
+                        )
+                    })
+                    .collect();
+                fbb.create_vector(&items)
+            });
+            let shapes = (!s.shapes.is_empty()).then(|| {
+                let items: Vec<_> = s
+                    .shapes
+                    .iter()
+                    .map(|sh| {
+                        let name = fbb.create_string(&sh.name);
+                        let slots = fbb.create_vector(&sh.slots);
+                        fb::Shape::create(
+                            fbb,
+                            &fb::ShapeArgs { name: Some(name), type_: sh.ty, fixed: sh.fixed, slots: Some(slots) },
+                        )
+                    })
+                    .collect();
+                fbb.create_vector(&items)
+            });
+            fb::Service::create(fbb, &fb::ServiceArgs { name: Some(name), fingerprint: s.fingerprint, methods, shapes })
         })
         .collect();
     Some(fbb.create_vector(&items))
 }
 
 fn services_from_fb(v: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<fb::Service<'_>>>>) -> Vec<Service> {
-    v.map(|v| v.iter().map(|s| Service { name: s.name().to_string(), fingerprint: s.fingerprint() }).collect())
-        .unwrap_or_default()
+    let service = |s: fb::Service<'_>| Service {
+        name: s.name().to_string(),
+        fingerprint: s.fingerprint(),
+        methods: s
+            .methods()
+            .map(|m| {
+                m.iter()
+                    .map(|m| MethodDesc {
+                        name: m.name().unwrap_or_default().to_string(),
+                        id: m.id(),
+                        kind: MethodKind(m.kind()),
+                        request: m.request(),
+                        response: m.response(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        shapes: s
+            .shapes()
+            .map(|v| {
+                v.iter()
+                    .map(|sh| Shape {
+                        name: sh.name().unwrap_or_default().to_string(),
+                        ty: sh.type_(),
+                        fixed: sh.fixed(),
+                        slots: sh.slots().map(|x| x.iter().collect()).unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    v.map(|v| v.iter().map(service).collect()).unwrap_or_default()
 }
 
 fn bytes_to_fb<'b>(
@@ -216,6 +352,7 @@ impl Hello {
         let codecs = bytes_to_fb(&mut fbb, &self.codecs);
         let auth = self.auth.as_ref().map(|a| fbb.create_vector(a));
         let services = services_to_fb(&mut fbb, &self.services);
+        let uses = services_to_fb(&mut fbb, &self.uses);
         let agent = self.agent.as_ref().map(|a| fbb.create_string(a));
         let root = fb::Hello::create(
             &mut fbb,
@@ -228,6 +365,7 @@ impl Hello {
                 auth,
                 services,
                 agent,
+                uses,
             },
         );
         fbb.finish_minimal(root);
@@ -253,6 +391,7 @@ impl Hello {
             auth: t.auth().map(|a| Bytes::copy_from_slice(a.bytes())),
             services: services_from_fb(t.services()),
             agent: t.agent().map(ToString::to_string),
+            uses: services_from_fb(t.uses()),
         })
     }
 }
@@ -266,6 +405,7 @@ impl HelloAck {
         let compression = bytes_to_fb(&mut fbb, &self.compression);
         let codecs = bytes_to_fb(&mut fbb, &self.codecs);
         let services = services_to_fb(&mut fbb, &self.services);
+        let uses = services_to_fb(&mut fbb, &self.uses);
         let agent = self.agent.as_ref().map(|a| fbb.create_string(a));
         let root = fb::HelloAck::create(
             &mut fbb,
@@ -278,6 +418,7 @@ impl HelloAck {
                 codecs,
                 services,
                 agent,
+                uses,
             },
         );
         fbb.finish_minimal(root);
@@ -300,7 +441,30 @@ impl HelloAck {
             codecs: vec_from_fb(t.codecs()),
             services: services_from_fb(t.services()),
             agent: t.agent().map(ToString::to_string),
+            uses: services_from_fb(t.uses()),
         })
+    }
+}
+
+impl ServiceList {
+    /// Serializes the table.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut fbb = FlatBufferBuilder::new();
+        let offers = services_to_fb(&mut fbb, &self.offers);
+        let uses = services_to_fb(&mut fbb, &self.uses);
+        let root = fb::ServiceList::create(&mut fbb, &fb::ServiceListArgs { offers, uses });
+        fbb.finish_minimal(root);
+        fbb.finished_data().to_vec()
+    }
+
+    /// Verifies and reads the table.
+    pub fn decode(buf: &[u8]) -> Result<Self, ControlError> {
+        if buf.is_empty() {
+            return Err(ControlError::Missing("ServiceList"));
+        }
+        let t = flatbuffers::root_with_opts::<fb::ServiceList<'_>>(&verifier_options(buf.len()), buf)
+            .map_err(|e| ControlError::invalid("ServiceList", &e))?;
+        Ok(Self { offers: services_from_fb(t.offers()), uses: services_from_fb(t.uses()) })
     }
 }
 
@@ -376,10 +540,30 @@ mod tests {
             compression: vec![1],
             codecs: vec![0, 1, 2],
             auth: Some(Bytes::from_static(b"token")),
-            services: vec![Service { name: "chart.Chart".into(), fingerprint: 0x0123_4567_89ab_cdef }],
+            services: vec![Service::new("chart.Chart", 0x0123_4567_89ab_cdef)],
             agent: Some("gatewire-rust/0.1".into()),
+            uses: vec![described()],
         };
         assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
+        let ack = HelloAck { services: vec![described()], uses: vec![Service::new("x.Y", 0)], ..HelloAck::default() };
+        assert_eq!(HelloAck::decode(&ack.encode()).unwrap(), ack);
+        let list = ServiceList { offers: vec![described()], uses: vec![] };
+        assert_eq!(ServiceList::decode(&list.encode()).unwrap(), list);
+    }
+
+    fn described() -> Service {
+        Service {
+            name: "gateway.Gateway".into(),
+            fingerprint: u64::MAX,
+            methods: vec![MethodDesc {
+                name: "Status".into(),
+                id: 0xdead_beef,
+                kind: MethodKind::SERVER_STREAMING,
+                request: 1,
+                response: u64::MAX,
+            }],
+            shapes: vec![Shape { name: "gateway.Status".into(), ty: 1, fixed: false, slots: vec![3, 4, 5] }],
+        }
     }
 
     #[test]

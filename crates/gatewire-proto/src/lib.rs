@@ -53,6 +53,8 @@ pub mod connection;
 pub mod control;
 #[cfg(feature = "alloc")]
 pub mod limits;
+#[cfg(feature = "alloc")]
+pub mod services;
 pub mod time;
 
 pub use code::ErrorCode;

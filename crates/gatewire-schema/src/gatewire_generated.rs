@@ -182,10 +182,334 @@ impl ::core::fmt::Debug for Limits<'_> {
       ds.finish()
   }
 }
+pub enum MethodOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One method of a service descriptor (docs/PROTOCOL.md §10.2).
+pub struct Method<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Method<'a> {
+  type Inner = Method<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Method<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_KIND: ::flatbuffers::VOffsetT = 8;
+  pub const VT_REQUEST: ::flatbuffers::VOffsetT = 10;
+  pub const VT_RESPONSE: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Method { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args MethodArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Method<'bldr>> {
+    let mut builder = MethodBuilder::new(_fbb);
+    builder.add_response(args.response);
+    builder.add_request(args.request);
+    builder.add_id(args.id);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_kind(args.kind);
+    builder.finish()
+  }
+
+
+  /// The method's name within its service, for messages and listings.
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Method::VT_NAME, None)}
+  }
+  /// The method id (docs/PROTOCOL.md §10.1).
+  #[inline]
+  pub fn id(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Method::VT_ID, Some(0)).unwrap()}
+  }
+  /// Call kind: 0 unary, 1 server streaming, 2 client streaming,
+  /// 3 bidirectional streaming, 4 one-way event.
+  #[inline]
+  pub fn kind(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(Method::VT_KIND, Some(0)).unwrap()}
+  }
+  /// Type hash of the request (or opening, or event) table.
+  #[inline]
+  pub fn request(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Method::VT_REQUEST, Some(0)).unwrap()}
+  }
+  /// Type hash of the response (or stream item) table.
+  #[inline]
+  pub fn response(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Method::VT_RESPONSE, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Method<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<u32>("id", Self::VT_ID, false)?
+     .visit_field::<u8>("kind", Self::VT_KIND, false)?
+     .visit_field::<u64>("request", Self::VT_REQUEST, false)?
+     .visit_field::<u64>("response", Self::VT_RESPONSE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MethodArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub id: u32,
+    pub kind: u8,
+    pub request: u64,
+    pub response: u64,
+}
+impl<'a> Default for MethodArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MethodArgs {
+      name: None,
+      id: 0,
+      kind: 0,
+      request: 0,
+      response: 0,
+    }
+  }
+}
+
+pub struct MethodBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MethodBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Method::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_id(&mut self, id: u32) {
+    self.fbb_.push_slot::<u32>(Method::VT_ID, id, 0);
+  }
+  #[inline]
+  pub fn add_kind(&mut self, kind: u8) {
+    self.fbb_.push_slot::<u8>(Method::VT_KIND, kind, 0);
+  }
+  #[inline]
+  pub fn add_request(&mut self, request: u64) {
+    self.fbb_.push_slot::<u64>(Method::VT_REQUEST, request, 0);
+  }
+  #[inline]
+  pub fn add_response(&mut self, response: u64) {
+    self.fbb_.push_slot::<u64>(Method::VT_RESPONSE, response, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MethodBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    MethodBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Method<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Method<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Method");
+      ds.field("name", &self.name());
+      ds.field("id", &self.id());
+      ds.field("kind", &self.kind());
+      ds.field("request", &self.request());
+      ds.field("response", &self.response());
+      ds.finish()
+  }
+}
+pub enum ShapeOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The wire shape of one table or struct reachable from a service's
+/// methods: one hash per field slot, in field-id order.
+pub struct Shape<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Shape<'a> {
+  type Inner = Shape<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Shape<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TYPE_: ::flatbuffers::VOffsetT = 6;
+  pub const VT_FIXED: ::flatbuffers::VOffsetT = 8;
+  pub const VT_SLOTS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Shape { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ShapeArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Shape<'bldr>> {
+    let mut builder = ShapeBuilder::new(_fbb);
+    builder.add_type_(args.type_);
+    if let Some(x) = args.slots { builder.add_slots(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_fixed(args.fixed);
+    builder.finish()
+  }
+
+
+  /// Fully qualified type name, for messages and listings.
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Shape::VT_NAME, None)}
+  }
+  /// Type hash of the table or struct.
+  #[inline]
+  pub fn type_(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Shape::VT_TYPE_, Some(0)).unwrap()}
+  }
+  /// A struct: its slots must match exactly. A table may gain slots.
+  #[inline]
+  pub fn fixed(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Shape::VT_FIXED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn slots(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(Shape::VT_SLOTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Shape<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<u64>("type_", Self::VT_TYPE_, false)?
+     .visit_field::<bool>("fixed", Self::VT_FIXED, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("slots", Self::VT_SLOTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ShapeArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub type_: u64,
+    pub fixed: bool,
+    pub slots: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+}
+impl<'a> Default for ShapeArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ShapeArgs {
+      name: None,
+      type_: 0,
+      fixed: false,
+      slots: None,
+    }
+  }
+}
+
+pub struct ShapeBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ShapeBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Shape::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_type_(&mut self, type_: u64) {
+    self.fbb_.push_slot::<u64>(Shape::VT_TYPE_, type_, 0);
+  }
+  #[inline]
+  pub fn add_fixed(&mut self, fixed: bool) {
+    self.fbb_.push_slot::<bool>(Shape::VT_FIXED, fixed, false);
+  }
+  #[inline]
+  pub fn add_slots(&mut self, slots: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Shape::VT_SLOTS, slots);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ShapeBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ShapeBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Shape<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Shape<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Shape");
+      ds.field("name", &self.name());
+      ds.field("type_", &self.type_());
+      ds.field("fixed", &self.fixed());
+      ds.field("slots", &self.slots());
+      ds.finish()
+  }
+}
 pub enum ServiceOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-/// A service the sender offers, identified by its fingerprint.
+/// A service the sender offers or uses, identified by its fingerprint and
+/// described by its methods and shapes (docs/PROTOCOL.md §10).
 pub struct Service<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -201,6 +525,8 @@ impl<'a> ::flatbuffers::Follow<'a> for Service<'a> {
 impl<'a> Service<'a> {
   pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
   pub const VT_FINGERPRINT: ::flatbuffers::VOffsetT = 6;
+  pub const VT_METHODS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_SHAPES: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -213,6 +539,8 @@ impl<'a> Service<'a> {
   ) -> ::flatbuffers::WIPOffset<Service<'bldr>> {
     let mut builder = ServiceBuilder::new(_fbb);
     builder.add_fingerprint(args.fingerprint);
+    if let Some(x) = args.shapes { builder.add_shapes(x); }
+    if let Some(x) = args.methods { builder.add_methods(x); }
     if let Some(x) = args.name { builder.add_name(x); }
     builder.finish()
   }
@@ -225,12 +553,27 @@ impl<'a> Service<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Service::VT_NAME, None).unwrap()}
   }
+  /// Hash of the service's whole canonical description; 0 = unknown.
   #[inline]
   pub fn fingerprint(&self) -> u64 {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Service::VT_FINGERPRINT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn methods(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Method<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Method>>>>(Service::VT_METHODS, None)}
+  }
+  #[inline]
+  pub fn shapes(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Shape<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Shape>>>>(Service::VT_SHAPES, None)}
   }
 }
 
@@ -242,6 +585,8 @@ impl ::flatbuffers::Verifiable for Service<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
      .visit_field::<u64>("fingerprint", Self::VT_FINGERPRINT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Method>>>>("methods", Self::VT_METHODS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Shape>>>>("shapes", Self::VT_SHAPES, false)?
      .finish();
     Ok(())
   }
@@ -249,6 +594,8 @@ impl ::flatbuffers::Verifiable for Service<'_> {
 pub struct ServiceArgs<'a> {
     pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub fingerprint: u64,
+    pub methods: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Method<'a>>>>>,
+    pub shapes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Shape<'a>>>>>,
 }
 impl<'a> Default for ServiceArgs<'a> {
   #[inline]
@@ -256,6 +603,8 @@ impl<'a> Default for ServiceArgs<'a> {
     ServiceArgs {
       name: None, // required field
       fingerprint: 0,
+      methods: None,
+      shapes: None,
     }
   }
 }
@@ -272,6 +621,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ServiceBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_fingerprint(&mut self, fingerprint: u64) {
     self.fbb_.push_slot::<u64>(Service::VT_FINGERPRINT, fingerprint, 0);
+  }
+  #[inline]
+  pub fn add_methods(&mut self, methods: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Method<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Service::VT_METHODS, methods);
+  }
+  #[inline]
+  pub fn add_shapes(&mut self, shapes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Shape<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Service::VT_SHAPES, shapes);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ServiceBuilder<'a, 'b, A> {
@@ -294,6 +651,122 @@ impl ::core::fmt::Debug for Service<'_> {
     let mut ds = f.debug_struct("Service");
       ds.field("name", &self.name());
       ds.field("fingerprint", &self.fingerprint());
+      ds.field("methods", &self.methods());
+      ds.field("shapes", &self.shapes());
+      ds.finish()
+  }
+}
+pub enum ServiceListOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The answer of the built-in method LIST_SERVICES (docs/PROTOCOL.md §10.4).
+pub struct ServiceList<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ServiceList<'a> {
+  type Inner = ServiceList<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ServiceList<'a> {
+  pub const VT_OFFERS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_USES: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ServiceList { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ServiceListArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ServiceList<'bldr>> {
+    let mut builder = ServiceListBuilder::new(_fbb);
+    if let Some(x) = args.uses { builder.add_uses(x); }
+    if let Some(x) = args.offers { builder.add_offers(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn offers(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service>>>>(ServiceList::VT_OFFERS, None)}
+  }
+  #[inline]
+  pub fn uses(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service>>>>(ServiceList::VT_USES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ServiceList<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Service>>>>("offers", Self::VT_OFFERS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Service>>>>("uses", Self::VT_USES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ServiceListArgs<'a> {
+    pub offers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>>>,
+    pub uses: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>>>,
+}
+impl<'a> Default for ServiceListArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ServiceListArgs {
+      offers: None,
+      uses: None,
+    }
+  }
+}
+
+pub struct ServiceListBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ServiceListBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_offers(&mut self, offers: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Service<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ServiceList::VT_OFFERS, offers);
+  }
+  #[inline]
+  pub fn add_uses(&mut self, uses: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Service<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ServiceList::VT_USES, uses);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ServiceListBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ServiceListBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ServiceList<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ServiceList<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ServiceList");
+      ds.field("offers", &self.offers());
+      ds.field("uses", &self.uses());
       ds.finish()
   }
 }
@@ -322,6 +795,7 @@ impl<'a> Hello<'a> {
   pub const VT_AUTH: ::flatbuffers::VOffsetT = 14;
   pub const VT_SERVICES: ::flatbuffers::VOffsetT = 16;
   pub const VT_AGENT: ::flatbuffers::VOffsetT = 18;
+  pub const VT_USES: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -333,6 +807,7 @@ impl<'a> Hello<'a> {
     args: &'args HelloArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Hello<'bldr>> {
     let mut builder = HelloBuilder::new(_fbb);
+    if let Some(x) = args.uses { builder.add_uses(x); }
     if let Some(x) = args.agent { builder.add_agent(x); }
     if let Some(x) = args.services { builder.add_services(x); }
     if let Some(x) = args.auth { builder.add_auth(x); }
@@ -390,6 +865,7 @@ impl<'a> Hello<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Hello::VT_AUTH, None)}
   }
+  /// Services the sender offers (serves).
   #[inline]
   pub fn services(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>> {
     // Safety:
@@ -404,6 +880,14 @@ impl<'a> Hello<'a> {
     // Created from valid Table for this object
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Hello::VT_AGENT, None)}
+  }
+  /// Services the sender uses (calls on the peer).
+  #[inline]
+  pub fn uses(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service>>>>(Hello::VT_USES, None)}
   }
 }
 
@@ -421,6 +905,7 @@ impl ::flatbuffers::Verifiable for Hello<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("auth", Self::VT_AUTH, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Service>>>>("services", Self::VT_SERVICES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("agent", Self::VT_AGENT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Service>>>>("uses", Self::VT_USES, false)?
      .finish();
     Ok(())
   }
@@ -434,6 +919,7 @@ pub struct HelloArgs<'a> {
     pub auth: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub services: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>>>,
     pub agent: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub uses: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>>>,
 }
 impl<'a> Default for HelloArgs<'a> {
   #[inline]
@@ -447,6 +933,7 @@ impl<'a> Default for HelloArgs<'a> {
       auth: None,
       services: None,
       agent: None,
+      uses: None,
     }
   }
 }
@@ -489,6 +976,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HelloBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Hello::VT_AGENT, agent);
   }
   #[inline]
+  pub fn add_uses(&mut self, uses: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Service<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Hello::VT_USES, uses);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HelloBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HelloBuilder {
@@ -514,6 +1005,7 @@ impl ::core::fmt::Debug for Hello<'_> {
       ds.field("auth", &self.auth());
       ds.field("services", &self.services());
       ds.field("agent", &self.agent());
+      ds.field("uses", &self.uses());
       ds.finish()
   }
 }
@@ -543,6 +1035,7 @@ impl<'a> HelloAck<'a> {
   pub const VT_CODECS: ::flatbuffers::VOffsetT = 14;
   pub const VT_SERVICES: ::flatbuffers::VOffsetT = 16;
   pub const VT_AGENT: ::flatbuffers::VOffsetT = 18;
+  pub const VT_USES: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -554,6 +1047,7 @@ impl<'a> HelloAck<'a> {
     args: &'args HelloAckArgs<'args>
   ) -> ::flatbuffers::WIPOffset<HelloAck<'bldr>> {
     let mut builder = HelloAckBuilder::new(_fbb);
+    if let Some(x) = args.uses { builder.add_uses(x); }
     if let Some(x) = args.agent { builder.add_agent(x); }
     if let Some(x) = args.services { builder.add_services(x); }
     if let Some(x) = args.codecs { builder.add_codecs(x); }
@@ -622,6 +1116,13 @@ impl<'a> HelloAck<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(HelloAck::VT_AGENT, None)}
   }
+  #[inline]
+  pub fn uses(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service>>>>(HelloAck::VT_USES, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for HelloAck<'_> {
@@ -638,6 +1139,7 @@ impl ::flatbuffers::Verifiable for HelloAck<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("codecs", Self::VT_CODECS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Service>>>>("services", Self::VT_SERVICES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("agent", Self::VT_AGENT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Service>>>>("uses", Self::VT_USES, false)?
      .finish();
     Ok(())
   }
@@ -651,6 +1153,7 @@ pub struct HelloAckArgs<'a> {
     pub codecs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub services: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>>>,
     pub agent: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub uses: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Service<'a>>>>>,
 }
 impl<'a> Default for HelloAckArgs<'a> {
   #[inline]
@@ -664,6 +1167,7 @@ impl<'a> Default for HelloAckArgs<'a> {
       codecs: None,
       services: None,
       agent: None,
+      uses: None,
     }
   }
 }
@@ -706,6 +1210,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HelloAckBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HelloAck::VT_AGENT, agent);
   }
   #[inline]
+  pub fn add_uses(&mut self, uses: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Service<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HelloAck::VT_USES, uses);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HelloAckBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HelloAckBuilder {
@@ -731,6 +1239,7 @@ impl ::core::fmt::Debug for HelloAck<'_> {
       ds.field("codecs", &self.codecs());
       ds.field("services", &self.services());
       ds.field("agent", &self.agent());
+      ds.field("uses", &self.uses());
       ds.finish()
   }
 }

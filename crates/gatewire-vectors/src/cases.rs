@@ -2,13 +2,18 @@
 //! core by `cargo xtask vectors` and reviewed like code.
 
 use bytes::BytesMut;
-use gatewire_proto::control::{AdvertisedLimits, ErrorInfo, GoAwayInfo, Hello, HelloAck, Service};
+use gatewire_proto::control::{
+    AdvertisedLimits, ErrorInfo, GoAwayInfo, Hello, HelloAck, MethodDesc, MethodKind, Service, ServiceList, Shape,
+};
 use gatewire_proto::frame::MAX_FRAME_CEILING;
+use gatewire_proto::services::{fnv1a64, method_id, type_hash};
 use gatewire_proto::{ErrorCode, FrameDecoder, FrameType, Header};
 use serde_json::{Map, Value, json};
 
-use crate::json::{error_info_json, frame_error_json, goaway_json, hello_ack_json, hello_json, hx, raw_frame_json};
-use crate::model::{ConfigJson, ControlCase, Conversation, FrameCase, SideJson, StateJson, Step};
+use crate::json::{frame_error_json, hx, raw_frame_json, services_json};
+use crate::model::{
+    CheckCase, ConfigJson, ControlCase, Conversation, FrameCase, HashCase, MethodIdCase, SideJson, StateJson, Step,
+};
 
 /// Encodes one frame.
 pub fn frame_bytes(ty: u8, flags: u8, codec: u8, id: u32, arg: u32, payload: &[u8]) -> Vec<u8> {
@@ -140,13 +145,7 @@ pub fn frame_cases() -> Vec<FrameCase> {
 }
 
 fn control_case(name: &str, note: &str, table: &str, bytes: &[u8]) -> ControlCase {
-    let value = match table {
-        "Hello" => Hello::decode(bytes).ok().map(|h| hello_json(&h)),
-        "HelloAck" => HelloAck::decode(bytes).ok().map(|h| hello_ack_json(&h)),
-        "ErrorInfo" => ErrorInfo::decode(bytes).ok().map(|e| error_info_json(&e)),
-        "GoAway" => GoAwayInfo::decode(bytes).ok().map(|g| goaway_json(&g)),
-        _ => unreachable!("unknown table {table}"),
-    };
+    let value = crate::json::decode_control(table, bytes).expect("a known table");
     ControlCase {
         name: name.into(),
         note: note.into(),
@@ -171,9 +170,255 @@ fn full_hello() -> Hello {
         compression: vec![1],
         codecs: vec![0, 1, 2, 3],
         auth: Some(b"token".to_vec().into()),
-        services: vec![Service { name: "chart.Chart".into(), fingerprint: u64::MAX - 1 }],
+        services: vec![Service::new("chart.Chart", u64::MAX - 1)],
         agent: Some("gatewire-rust/0.1".into()),
+        uses: vec![chart_service(&[], &[])],
     }
+}
+
+/// A `chart.Chart` descriptor: `SetTitle` (unary) and `Points` (server
+/// streaming) plus any extra methods, and the shapes of `chart.Title` and
+/// `chart.Point` plus extra slots on `chart.Point`.
+fn chart_service(extra_methods: &[(&str, MethodKind)], extra_point_slots: &[&str]) -> Service {
+    let method = |name: &str, kind, request: &str, response: &str| MethodDesc {
+        name: name.into(),
+        id: method_id("chart.Chart", name),
+        kind,
+        request: type_hash(request),
+        response: type_hash(response),
+    };
+    let mut methods = vec![
+        method("SetTitle", MethodKind::UNARY, "chart.Title", "chart.Empty"),
+        method("Points", MethodKind::SERVER_STREAMING, "chart.Empty", "chart.Point"),
+    ];
+    methods.extend(extra_methods.iter().map(|&(n, k)| method(n, k, "chart.Title", "chart.Empty")));
+    let mut point: Vec<u64> = ["float64", "float64"].iter().map(|t| fnv1a64(t.as_bytes())).collect();
+    point.extend(extra_point_slots.iter().map(|t| fnv1a64(t.as_bytes())));
+    let shape = |name: &str, slots: Vec<u64>| Shape { name: name.into(), ty: type_hash(name), fixed: false, slots };
+    let mut service = Service {
+        name: "chart.Chart".into(),
+        fingerprint: 0,
+        methods,
+        shapes: vec![
+            shape("chart.Title", vec![fnv1a64(b"string")]),
+            shape("chart.Point", point),
+            shape("chart.Empty", vec![]),
+        ],
+    };
+    // Any value that changes with the description will do for a vector.
+    let mut text = String::new();
+    for m in &service.methods {
+        text += &format!("{} {} {} {};", m.id, m.kind.0, m.request, m.response);
+    }
+    for sh in &service.shapes {
+        text += &format!("{} {:?};", sh.ty, sh.slots);
+    }
+    service.fingerprint = fnv1a64(text.as_bytes());
+    service
+}
+
+/// Derived method ids.
+pub fn method_id_cases() -> Vec<MethodIdCase> {
+    [
+        ("chart.Chart", "SetTitle"),
+        ("chart.Chart", "AddPoints"),
+        ("gateway.Gateway", "Status"),
+        ("a", "b"),
+        ("", ""),
+        ("ünïcode.Sérvice", "Méthod"),
+    ]
+    .iter()
+    .map(|&(service, method)| MethodIdCase {
+        service: service.into(),
+        method: method.into(),
+        id: method_id(service, method),
+    })
+    .collect()
+}
+
+/// 64-bit hashes of type names and canonical slot types.
+pub fn hash_cases() -> Vec<HashCase> {
+    ["", "a", "chart.Point", "float64", "[float64]", "table chart.Point", "string", "ünïcode"]
+        .iter()
+        .map(|t| HashCase { text: (*t).into(), fnv1a64: fnv1a64(t.as_bytes()).to_string() })
+        .collect()
+}
+
+/// The acceptor's compatibility check, outcomes left to the recorder.
+pub fn service_checks() -> Vec<CheckCase> {
+    let j = |s: &[Service]| services_json(s);
+    let base = chart_service(&[], &[]);
+    let case = |name: &str, note: &str, so: &[Service], su: &[Service], co: &[Service], cu: &[Service]| CheckCase {
+        name: name.into(),
+        note: note.into(),
+        server_offers: j(so),
+        server_uses: j(su),
+        client_offers: j(co),
+        client_uses: j(cu),
+        error: None,
+    };
+    let changed_kind = {
+        let mut s = base.clone();
+        s.methods[0].kind = MethodKind::SERVER_STREAMING;
+        s.fingerprint ^= 1;
+        s
+    };
+    let changed_request = {
+        let mut s = base.clone();
+        s.methods[1].request = type_hash("chart.Title");
+        s.fingerprint ^= 1;
+        s
+    };
+    let changed_response = {
+        let mut s = base.clone();
+        s.methods[0].response = type_hash("chart.Point");
+        s.fingerprint ^= 1;
+        s
+    };
+    let changed_slot = {
+        let mut s = base.clone();
+        s.shapes[1].slots[1] = fnv1a64(b"float32");
+        s.fingerprint ^= 1;
+        s
+    };
+    let fixed = {
+        let mut s = base.clone();
+        s.shapes[1].fixed = true;
+        s.fingerprint ^= 1;
+        s
+    };
+    let grown_struct = {
+        let mut a = fixed.clone();
+        a.shapes[1].slots.push(fnv1a64(b"float64"));
+        a.fingerprint ^= 2;
+        a
+    };
+    let newer = chart_service(&[("Clear", MethodKind::EVENT)], &["string"]);
+    let other = Service::new("gateway.Gateway", 42);
+    vec![
+        case("none", "no services on either side", &[], &[], &[], &[]),
+        case("same", "equal fingerprints", std::slice::from_ref(&base), &[], &[], std::slice::from_ref(&base)),
+        case(
+            "client_newer",
+            "the client knows a method and a field more",
+            std::slice::from_ref(&base),
+            &[],
+            &[],
+            std::slice::from_ref(&newer),
+        ),
+        case(
+            "server_newer",
+            "the server knows a method and a field more",
+            std::slice::from_ref(&newer),
+            &[],
+            &[],
+            std::slice::from_ref(&base),
+        ),
+        case(
+            "server_uses_client",
+            "the server calls the page, which offers the service",
+            &[],
+            std::slice::from_ref(&base),
+            std::slice::from_ref(&newer),
+            &[],
+        ),
+        case(
+            "not_offered",
+            "the client uses a service the server lacks",
+            std::slice::from_ref(&other),
+            &[],
+            &[],
+            std::slice::from_ref(&base),
+        ),
+        case(
+            "not_offered_by_client",
+            "the server uses a service the client lacks",
+            &[],
+            std::slice::from_ref(&base),
+            &[],
+            &[],
+        ),
+        case(
+            "offered_but_unused",
+            "offering more than the peer uses is fine",
+            &[base.clone(), other.clone()],
+            &[],
+            std::slice::from_ref(&other),
+            &[],
+        ),
+        case(
+            "kind_changed",
+            "unary became server streaming",
+            std::slice::from_ref(&base),
+            &[],
+            &[],
+            std::slice::from_ref(&changed_kind),
+        ),
+        case(
+            "request_changed",
+            "a method's request type changed",
+            std::slice::from_ref(&base),
+            &[],
+            &[],
+            std::slice::from_ref(&changed_request),
+        ),
+        case(
+            "response_changed",
+            "a method's response type changed",
+            std::slice::from_ref(&base),
+            &[],
+            &[],
+            std::slice::from_ref(&changed_response),
+        ),
+        case(
+            "slot_changed",
+            "a field changed type",
+            std::slice::from_ref(&base),
+            &[],
+            &[],
+            std::slice::from_ref(&changed_slot),
+        ),
+        case(
+            "struct_vs_table",
+            "a table became a struct",
+            std::slice::from_ref(&base),
+            &[],
+            &[],
+            std::slice::from_ref(&fixed),
+        ),
+        case(
+            "struct_grown",
+            "structs never grow",
+            std::slice::from_ref(&fixed),
+            &[],
+            &[],
+            std::slice::from_ref(&grown_struct),
+        ),
+        case(
+            "fingerprint_only_equal",
+            "no descriptors, equal fingerprints",
+            &[Service::new("x.X", 9)],
+            &[],
+            &[],
+            &[Service::new("x.X", 9)],
+        ),
+        case(
+            "fingerprint_only_differs",
+            "no descriptor on one side and the fingerprints differ",
+            std::slice::from_ref(&base),
+            &[],
+            &[],
+            &[Service::new("chart.Chart", 9)],
+        ),
+        case(
+            "fingerprint_unknown",
+            "a zero fingerprint without descriptor is not checked",
+            std::slice::from_ref(&base),
+            &[],
+            &[],
+            &[Service::new("chart.Chart", 0)],
+        ),
+    ]
 }
 
 /// Every control-table case.
@@ -237,6 +482,13 @@ pub fn control_cases() -> Vec<ControlCase> {
         control_case("hello_empty_version_range", "min_version > max_version", "Hello", &empty_range),
         control_case("hello_service_without_name", "a required field is missing", "Hello", &no_name),
         control_case("goaway_garbage", "GOAWAY payload that is not a table", "GoAway", &[1, 2, 3]),
+        control_case(
+            "service_list",
+            "the answer of the built-in LIST_SERVICES method",
+            "ServiceList",
+            &ServiceList { offers: vec![chart_service(&[], &[])], uses: vec![Service::new("gateway.Gateway", 7)] }
+                .encode(),
+        ),
     ]
 }
 
@@ -339,6 +591,31 @@ pub fn conversations() -> Vec<Conversation> {
     s.deliver(C).events(S).call(S, "refuse", json!({"code": "UNAUTHENTICATED", "message": "bad token"}));
     s.deliver(S).events(C).events(S).check(C).check(S);
     v.push(s.done("handshake_refused", "a refusal is a HELLO_ACK with a code, never a silent close"));
+
+    s.deliver(C).events(S).deliver(S).events(C).check(C).check(S);
+    let services = |offers: &[Service], uses: &[Service]| ConfigJson {
+        services: offers.iter().map(|s| services_json(std::slice::from_ref(s))[0].clone()).collect(),
+        uses: uses.iter().map(|s| services_json(std::slice::from_ref(s))[0].clone()).collect(),
+        ..ConfigJson::default()
+    };
+    let mut changed = chart_service(&[], &[]);
+    changed.methods[0].kind = MethodKind::CLIENT_STREAMING;
+    changed.fingerprint ^= 1;
+    v.push(s.done_with(
+        "handshake_schema_mismatch",
+        "the client uses chart.Chart with a method of another kind: HELLO_ACK(INCOMPATIBLE) names it, the \
+         application is not asked",
+        services(&[], &[changed]),
+        services(&[chart_service(&[], &[])], &[]),
+    ));
+
+    s.handshake().check(C).check(S);
+    v.push(s.done_with(
+        "handshake_schema_evolved",
+        "a client that knows an extra method and field connects to an older server",
+        services(&[], &[chart_service(&[("Clear", MethodKind::EVENT)], &["string"])]),
+        services(&[chart_service(&[], &[])], &[]),
+    ));
 
     let old = Hello { min_version: 2, max_version: 3, ..Hello::default() }.encode();
     s.drop_frames(C).inject(S, &frame_bytes(1, 0, 0, 0, 0, &old)).events(S).deliver(S).events(C).check(S);

@@ -25,6 +25,8 @@ pub enum Mode {
 pub fn config(role_server: bool, j: &ConfigJson) -> Result<Config, String> {
     let mut c = if role_server { Config::server() } else { Config::client() };
     c.compression = j.compression;
+    c.services = crate::json::services_from_json(&serde_json::Value::Array(j.services.clone()))?;
+    c.uses = crate::json::services_from_json(&serde_json::Value::Array(j.uses.clone()))?;
     for (name, &v) in &j.limits {
         let l = &mut c.limits;
         let small = || u32::try_from(v).map_err(|_| format!("limit {name} = {v} out of range"));

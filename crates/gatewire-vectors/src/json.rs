@@ -1,7 +1,9 @@
 //! Conversions between core values and their JSON form in the vectors.
 
 use gatewire_proto::connection::{ConnectionError, Event, Message, PeerInfo, Side, Violation};
-use gatewire_proto::control::{AdvertisedLimits, ErrorInfo, GoAwayInfo, Hello, HelloAck, Service};
+use gatewire_proto::control::{
+    AdvertisedLimits, ErrorInfo, GoAwayInfo, Hello, HelloAck, MethodDesc, MethodKind, Service, ServiceList, Shape,
+};
 use gatewire_proto::{Codec, ErrorCode, Frame, FrameError, FrameType};
 use serde_json::{Value, json};
 
@@ -110,8 +112,76 @@ fn limits_json(l: &AdvertisedLimits) -> Value {
     })
 }
 
-fn services_json(s: &[Service]) -> Value {
-    s.iter().map(|s| json!({"name": s.name, "fingerprint": s.fingerprint.to_string()})).collect()
+/// The JSON form of service descriptors: u64 hashes as decimal strings.
+pub fn services_json(s: &[Service]) -> Value {
+    s.iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "fingerprint": s.fingerprint.to_string(),
+                "methods": s.methods.iter().map(|m| json!({
+                    "name": m.name,
+                    "id": m.id,
+                    "kind": m.kind.0,
+                    "request": m.request.to_string(),
+                    "response": m.response.to_string(),
+                })).collect::<Vec<_>>(),
+                "shapes": s.shapes.iter().map(|sh| json!({
+                    "name": sh.name,
+                    "type": sh.ty.to_string(),
+                    "fixed": sh.fixed,
+                    "slots": sh.slots.iter().map(u64::to_string).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// Reads service descriptors in the form [`services_json`] writes.
+pub fn services_from_json(v: &Value) -> Result<Vec<Service>, String> {
+    let list = v.as_array().ok_or("services: expected an array")?;
+    list.iter().map(service_from_json).collect()
+}
+
+fn service_from_json(v: &Value) -> Result<Service, String> {
+    let str_field = |v: &Value, k: &str| v[k].as_str().map(ToString::to_string).ok_or(format!("service: missing {k}"));
+    let u64_field = |v: &Value, k: &str| {
+        v[k].as_str().and_then(|s| s.parse::<u64>().ok()).ok_or(format!("service: {k} must be a decimal string"))
+    };
+    let empty = Vec::new();
+    let methods = v["methods"].as_array().unwrap_or(&empty);
+    let shapes = v["shapes"].as_array().unwrap_or(&empty);
+    Ok(Service {
+        name: str_field(v, "name")?,
+        fingerprint: u64_field(v, "fingerprint")?,
+        methods: methods
+            .iter()
+            .map(|m| {
+                Ok(MethodDesc {
+                    name: str_field(m, "name")?,
+                    id: m["id"].as_u64().and_then(|x| u32::try_from(x).ok()).ok_or("method: bad id")?,
+                    kind: MethodKind(m["kind"].as_u64().and_then(|x| u8::try_from(x).ok()).ok_or("method: bad kind")?),
+                    request: u64_field(m, "request")?,
+                    response: u64_field(m, "response")?,
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        shapes: shapes
+            .iter()
+            .map(|sh| {
+                let slots = sh["slots"].as_array().ok_or("shape: missing slots")?;
+                Ok(Shape {
+                    name: str_field(sh, "name")?,
+                    ty: u64_field(sh, "type")?,
+                    fixed: sh["fixed"].as_bool().ok_or("shape: missing fixed")?,
+                    slots: slots
+                        .iter()
+                        .map(|x| x.as_str().and_then(|s| s.parse().ok()).ok_or("shape: bad slot".to_string()))
+                        .collect::<Result<_, String>>()?,
+                })
+            })
+            .collect::<Result<_, String>>()?,
+    })
 }
 
 /// The JSON form of a HELLO table.
@@ -125,6 +195,7 @@ pub fn hello_json(h: &Hello) -> Value {
         "auth": h.auth.as_ref().map(|a| hx(a)),
         "services": services_json(&h.services),
         "agent": h.agent,
+        "uses": services_json(&h.uses),
     })
 }
 
@@ -139,12 +210,31 @@ pub fn hello_ack_json(h: &HelloAck) -> Value {
         "codecs": h.codecs,
         "services": services_json(&h.services),
         "agent": h.agent,
+        "uses": services_json(&h.uses),
     })
 }
 
 /// The JSON form of an ErrorInfo table.
 pub fn error_info_json(e: &ErrorInfo) -> Value {
     json!({"message": e.message, "details": e.details.as_ref().map(|d| hx(d))})
+}
+
+/// Decodes `bytes` as the control `table` named in the vectors: `Ok(None)`
+/// when the table is invalid, `Err` for an unknown table name.
+pub fn decode_control(table: &str, bytes: &[u8]) -> Result<Option<Value>, String> {
+    Ok(match table {
+        "Hello" => Hello::decode(bytes).ok().map(|h| hello_json(&h)),
+        "HelloAck" => HelloAck::decode(bytes).ok().map(|h| hello_ack_json(&h)),
+        "ErrorInfo" => ErrorInfo::decode(bytes).ok().map(|e| error_info_json(&e)),
+        "GoAway" => GoAwayInfo::decode(bytes).ok().map(|g| goaway_json(&g)),
+        "ServiceList" => ServiceList::decode(bytes).ok().map(|l| service_list_json(&l)),
+        t => return Err(format!("unknown table {t}")),
+    })
+}
+
+/// The JSON form of a ServiceList table.
+pub fn service_list_json(l: &ServiceList) -> Value {
+    json!({"offers": services_json(&l.offers), "uses": services_json(&l.uses)})
 }
 
 /// The JSON form of a GoAway table.
@@ -160,6 +250,7 @@ fn peer_json(p: &PeerInfo) -> Value {
         "codecs": p.codecs,
         "services": services_json(&p.services),
         "agent": p.agent,
+        "uses": services_json(&p.uses),
     })
 }
 

@@ -12,7 +12,7 @@ pub mod model;
 
 use std::path::{Path, PathBuf};
 
-use model::{ControlFile, ConversationFile, FrameFile};
+use model::{ControlFile, ConversationFile, FrameFile, ServicesFile};
 
 /// Format version of the vector files.
 pub const FORMAT_VERSION: u32 = 1;
@@ -67,6 +67,34 @@ pub fn conversation_file() -> Result<ConversationFile, String> {
     })
 }
 
+/// The service vectors: method ids, hashes and compatibility checks, with
+/// outcomes recorded from the Rust core.
+pub fn services_file() -> Result<ServicesFile, String> {
+    let mut checks = cases::service_checks();
+    for c in &mut checks {
+        let list = |v: &serde_json::Value| json::services_from_json(v);
+        c.error = gatewire_proto::services::check(
+            &list(&c.server_offers)?,
+            &list(&c.server_uses)?,
+            &list(&c.client_offers)?,
+            &list(&c.client_uses)?,
+        )
+        .err()
+        .map(|e| e.0);
+    }
+    Ok(ServicesFile {
+        version: FORMAT_VERSION,
+        description: "Method ids are FNV-1a 32 of `service/method` (UTF-8). `hashes` are FNV-1a 64 of `text`. \
+                      `checks` run the acceptor's compatibility check (docs/PROTOCOL.md §10.3) on the four \
+                      service lists (JSON form of control.json); `error` is null when the peers are compatible, \
+                      else the exact refusal message."
+            .into(),
+        method_ids: cases::method_id_cases(),
+        hashes: cases::hash_cases(),
+        checks,
+    })
+}
+
 /// Pretty JSON with a trailing newline.
 pub fn to_json<T: serde::Serialize>(v: &T) -> String {
     let mut s = serde_json::to_string_pretty(v).expect("vector values serialize");
@@ -74,11 +102,12 @@ pub fn to_json<T: serde::Serialize>(v: &T) -> String {
     s
 }
 
-/// The three files as (name, contents).
+/// The vector files as (name, contents).
 pub fn render() -> Result<Vec<(&'static str, String)>, String> {
     Ok(vec![
         ("frames.json", to_json(&frame_file())),
         ("control.json", to_json(&control_file())),
         ("conversations.json", to_json(&conversation_file()?)),
+        ("services.json", to_json(&services_file()?)),
     ])
 }

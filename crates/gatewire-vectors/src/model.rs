@@ -134,6 +134,66 @@ pub struct ConfigJson {
     /// Offer zstd.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compression: bool,
+    /// Services offered, in the JSON form of the control vectors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<serde_json::Value>,
+    /// Services used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<serde_json::Value>,
+}
+
+/// `services.json`: method ids, hashes and the acceptor's check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServicesFile {
+    /// Format version.
+    pub version: u32,
+    /// What the cases mean.
+    pub description: String,
+    /// Derived method ids.
+    pub method_ids: Vec<MethodIdCase>,
+    /// 64-bit FNV-1a of strings (type names, slot types).
+    pub hashes: Vec<HashCase>,
+    /// The acceptor's compatibility check.
+    pub checks: Vec<CheckCase>,
+}
+
+/// One derived method id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MethodIdCase {
+    /// Fully qualified service name.
+    pub service: String,
+    /// Method name.
+    pub method: String,
+    /// The id.
+    pub id: u32,
+}
+
+/// One 64-bit hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashCase {
+    /// The hashed text (UTF-8).
+    pub text: String,
+    /// FNV-1a 64 as a decimal string.
+    pub fnv1a64: String,
+}
+
+/// One compatibility check, as the acceptor runs it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckCase {
+    /// Case name.
+    pub name: String,
+    /// What it shows.
+    pub note: String,
+    /// The server's offered services.
+    pub server_offers: serde_json::Value,
+    /// The server's used services.
+    pub server_uses: serde_json::Value,
+    /// The client's offered services (from HELLO).
+    pub client_offers: serde_json::Value,
+    /// The client's used services (from HELLO).
+    pub client_uses: serde_json::Value,
+    /// `null` when compatible, else the exact refusal message.
+    pub error: Option<String>,
 }
 
 /// Which connection a step acts on.

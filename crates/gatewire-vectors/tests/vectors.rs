@@ -2,12 +2,9 @@
 //! and TypeScript packages do.
 
 use bytes::BytesMut;
-use gatewire_proto::control::{ErrorInfo, GoAwayInfo, Hello, HelloAck};
 use gatewire_proto::{Frame, FrameDecoder};
 use gatewire_vectors::interp::{Mode, run};
-use gatewire_vectors::json::{
-    error_info_json, frame_error_json, goaway_json, hello_ack_json, hello_json, raw_frame_json,
-};
+use gatewire_vectors::json::{decode_control, frame_error_json, raw_frame_json};
 use gatewire_vectors::model::{ControlFile, ConversationFile, FrameFile};
 use gatewire_vectors::vectors_dir;
 
@@ -59,13 +56,7 @@ fn control() {
     let file: ControlFile = load("control.json");
     for case in &file.cases {
         let bytes = hex::decode(&case.hex).unwrap();
-        let value = match case.table.as_str() {
-            "Hello" => Hello::decode(&bytes).ok().map(|h| hello_json(&h)),
-            "HelloAck" => HelloAck::decode(&bytes).ok().map(|h| hello_ack_json(&h)),
-            "ErrorInfo" => ErrorInfo::decode(&bytes).ok().map(|e| error_info_json(&e)),
-            "GoAway" => GoAwayInfo::decode(&bytes).ok().map(|g| goaway_json(&g)),
-            t => panic!("unknown table {t}"),
-        };
+        let value = decode_control(&case.table, &bytes).unwrap();
         assert_eq!(value.is_none(), case.invalid, "{}", case.name);
         assert_eq!(value, case.value, "{}", case.name);
     }
@@ -78,6 +69,27 @@ fn conversations() {
         if let Err(e) = run(conv, Mode::Verify) {
             panic!("conversation {}: {e}", conv.name);
         }
+    }
+}
+
+#[test]
+fn services() {
+    let file: gatewire_vectors::model::ServicesFile = load("services.json");
+    for c in &file.method_ids {
+        assert_eq!(gatewire_proto::services::method_id(&c.service, &c.method), c.id, "{}/{}", c.service, c.method);
+    }
+    for c in &file.hashes {
+        assert_eq!(gatewire_proto::services::fnv1a64(c.text.as_bytes()).to_string(), c.fnv1a64, "{:?}", c.text);
+    }
+    for c in &file.checks {
+        let list = |v| gatewire_vectors::json::services_from_json(v).unwrap();
+        let got = gatewire_proto::services::check(
+            &list(&c.server_offers),
+            &list(&c.server_uses),
+            &list(&c.client_offers),
+            &list(&c.client_uses),
+        );
+        assert_eq!(got.err().map(|e| e.0), c.error, "{}", c.name);
     }
 }
 

@@ -83,8 +83,11 @@ pub struct Config {
     pub compression: bool,
     /// Payload codecs to advertise. Default: raw, FlatBuffers, postcard, JSON.
     pub codecs: Vec<u8>,
-    /// Services to advertise.
+    /// Services this endpoint offers (serves).
     pub services: Vec<Service>,
+    /// Services this endpoint uses (calls on the peer). A server refuses a
+    /// client whose services are incompatible with these (§10.3).
+    pub uses: Vec<Service>,
     /// Authentication payload sent in HELLO (client only).
     pub auth: Option<Bytes>,
     /// Implementation name sent in the handshake.
@@ -101,6 +104,7 @@ impl Config {
             compression: false,
             codecs: alloc::vec![0, 1, 2, 3],
             services: Vec::new(),
+            uses: Vec::new(),
             auth: None,
             agent: None,
         }
@@ -182,6 +186,8 @@ pub struct PeerInfo {
     pub codecs: Vec<u8>,
     /// Services the peer offers.
     pub services: Vec<Service>,
+    /// Services the peer uses.
+    pub uses: Vec<Service>,
     /// The peer's implementation name.
     pub agent: Option<String>,
 }
@@ -490,6 +496,7 @@ impl Connection {
                 auth: conn.config.auth.clone(),
                 services: conn.config.services.clone(),
                 agent: conn.config.agent.clone(),
+                uses: conn.config.uses.clone(),
             };
             conn.push_control(FrameType::HELLO, 0, 0, hello.encode().into());
         }
@@ -738,6 +745,7 @@ impl Connection {
             codecs: self.config.codecs.clone(),
             services: self.config.services.clone(),
             agent: self.config.agent.clone(),
+            uses: self.config.uses.clone(),
         };
         self.push_control(FrameType::HELLO_ACK, 0, 0, ack.encode().into());
         self.open_connection();
@@ -1315,7 +1323,7 @@ impl Connection {
                     hello.limits,
                     &hello.compression,
                     hello.codecs.clone(),
-                    hello.services.clone(),
+                    (hello.services.clone(), hello.uses.clone()),
                     hello.agent.clone(),
                 );
                 let Ok(peer) = peer else {
@@ -1327,6 +1335,16 @@ impl Connection {
                         message: Some(msg.into()),
                     });
                 };
+                if let Err(e) =
+                    crate::services::check(&self.config.services, &self.config.uses, &hello.services, &hello.uses)
+                {
+                    self.send_refusal(ErrorCode::INCOMPATIBLE, Some(&e.0));
+                    return Err(ConnectionError::Refused {
+                        code: ErrorCode::INCOMPATIBLE,
+                        side: Side::Local,
+                        message: Some(e.0),
+                    });
+                }
                 self.peer = Some(peer);
                 self.phase = Phase::AwaitingAccept;
                 self.push_event(Event::HelloReceived(hello), 0, None);
@@ -1349,7 +1367,7 @@ impl Connection {
                     ack.limits,
                     &ack.compression,
                     ack.codecs,
-                    ack.services,
+                    (ack.services, ack.uses),
                     ack.agent,
                 )?);
                 self.open_connection();
@@ -1365,7 +1383,7 @@ impl Connection {
         advertised: AdvertisedLimits,
         compression: &[u8],
         codecs: Vec<u8>,
-        services: Vec<Service>,
+        (services, uses): (Vec<Service>, Vec<Service>),
         agent: Option<String>,
     ) -> Result<PeerInfo, Violation> {
         let a = advertised;
@@ -1396,6 +1414,7 @@ impl Connection {
             compression: self.config.compression && compression.contains(&COMPRESSION_ZSTD),
             codecs,
             services,
+            uses,
             agent,
         })
     }
