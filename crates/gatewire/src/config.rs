@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatewire_proto::connection::Role;
+use gatewire_proto::control::Service;
 use gatewire_proto::{Limits, Timeouts};
 
 use crate::auth::{AuthPayload, Authenticator, Authorizer, Token};
@@ -35,6 +36,10 @@ pub(crate) struct Config {
     pub(crate) authorizer: Option<Arc<dyn Authorizer>>,
     pub(crate) tls_server: Option<TlsServerConfig>,
     pub(crate) tls_client: Option<TlsClientConfig>,
+    /// Services this endpoint offers and uses, sent in the handshake,
+    /// checked by the server (§10.3) and listed by LIST_SERVICES (§10.4).
+    pub(crate) services: Vec<Service>,
+    pub(crate) uses: Vec<Service>,
 }
 
 impl Default for Config {
@@ -52,6 +57,8 @@ impl Default for Config {
             authorizer: None,
             tls_server: None,
             tls_client: None,
+            services: Vec::new(),
+            uses: Vec::new(),
         }
     }
 }
@@ -233,6 +240,28 @@ impl Builder {
     #[must_use]
     pub fn ws_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.config.ws_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Offers (serves) `service`: it is advertised in the handshake and
+    /// listed by the built-in LIST_SERVICES method. A server refuses, with
+    /// `INCOMPATIBLE` and a message naming the difference, a client that uses
+    /// a service it does not offer or an incompatible version of one
+    /// (`docs/PROTOCOL.md` §10.3). Generated code provides the descriptor
+    /// (see [`crate::codegen::Service`]).
+    #[must_use]
+    pub fn offer(mut self, service: Service) -> Self {
+        self.config.services.push(service);
+        self
+    }
+
+    /// Uses (calls on the peer) `service`: it is advertised in the handshake
+    /// and listed by LIST_SERVICES. A client whose server does not offer a
+    /// compatible `service` fails to connect with `INCOMPATIBLE`; a server
+    /// refuses clients that do not offer the services it uses.
+    #[must_use]
+    pub fn uses(mut self, service: Service) -> Self {
+        self.config.uses.push(service);
         self
     }
 

@@ -16,7 +16,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use gatewire_proto::connection::{Config as CoreConfig, Connection as Core, Event, Role, SendError};
-use gatewire_proto::control::ErrorInfo;
+use gatewire_proto::control::{ErrorInfo, ServiceList};
+use gatewire_proto::services::LIST_SERVICES;
 use gatewire_proto::{ErrorCode, Instant as CoreInstant, Message};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -191,6 +192,8 @@ impl Connection {
         core_config.compression = config.compression_threshold.is_some();
         core_config.agent = Some(concat!("gatewire-rust/", env!("CARGO_PKG_VERSION")).into());
         core_config.auth = config.auth.as_ref().map(|a| a.0.clone());
+        core_config.services = config.services.clone();
+        core_config.uses = config.uses.clone();
         let epoch = Instant::now();
         let (connected_tx, connected_rx) = oneshot::channel();
         let inner = Inner {
@@ -677,6 +680,32 @@ fn admit(
     Some((ctx, token))
 }
 
+/// Answers the built-in LIST_SERVICES (`docs/PROTOCOL.md` §10.4) with the
+/// services this endpoint offers and uses, whatever handlers the router has.
+/// The authorizer applies to it as to any method.
+fn list_services(shared: &Arc<Shared>, inner: &mut Inner, id: u32) {
+    let result = match auth::check_call(shared.identity.get(), shared.config.authorizer.as_deref(), LIST_SERVICES) {
+        Err(status) => send_status(inner, id, status),
+        Ok(()) => {
+            let list = ServiceList { offers: shared.config.services.clone(), uses: shared.config.uses.clone() };
+            let message = Message::flatbuffers(list.encode());
+            match inner.core.send_response(id, message) {
+                Err(SendError::TooLarge { len, max }) => {
+                    let info = ErrorInfo {
+                        message: Some(format!("response of {len} bytes exceeds the limit {max}")),
+                        details: None,
+                    };
+                    inner.core.send_error(id, ErrorCode::TOO_LARGE, info)
+                }
+                other => other,
+            }
+        }
+    };
+    if let Err(e) = result {
+        debug!(id, error = %e, "LIST_SERVICES answer not sent");
+    }
+}
+
 /// Ends a call the peer opened with a handler's error.
 fn send_status(inner: &mut Inner, id: u32, status: Status) -> Result<(), SendError> {
     let code = if status.code == ErrorCode::NO_ERROR { ErrorCode::INTERNAL } else { status.code };
@@ -711,6 +740,10 @@ fn spawn_unary(
     message: Message,
     deadline: Option<Duration>,
 ) {
+    if method == LIST_SERVICES {
+        list_services(shared, inner, id);
+        return;
+    }
     let handler = shared.router.unary.get(&method).cloned();
     let Some((ctx, token)) = admit(shared, inner, id, method, deadline, handler.is_some()) else { return };
     let handler = handler.expect("admitted calls have a handler");

@@ -61,6 +61,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod codegen;
 mod compress;
 mod config;
 mod conn;

@@ -3,7 +3,7 @@
 //! - `test`: every check CI runs, installing what it needs.
 //! - `demo`: the demonstration of what is built.
 //! - `vectors`: rewrite `tests/vectors/` from the Rust core.
-//! - `codegen`: rewrite generated code (FlatBuffers control tables).
+//! - `codegen`: rewrite generated code (control tables, example schemas).
 //! - `fuzz [SECONDS]`: run every fuzz target (default 600 s each).
 //! - `bench`: run the benchmarks and print JSON lines.
 
@@ -77,32 +77,97 @@ fn flatc() -> Result<PathBuf> {
     Ok(flatc)
 }
 
-const GENERATED_RS: &str = "crates/gatewire-schema/src/gatewire_generated.rs";
-
 /// Generates the control-table Rust code into `out_dir`.
-fn generate_schema(out_dir: &Path) -> Result {
+/// Every checked-in generated output: (language, schema, directory). The
+/// control tables are flatc's plain Rust; the example schemas go through
+/// `gatewire gen`.
+const GENERATED: &[(&str, &str, &str)] = &[
+    ("flatc-rust", "schema/gatewire.fbs", "crates/gatewire-schema/src"),
+    ("rust", "schema/examples/chart.fbs", "examples/schemas/src/generated"),
+    ("rust", "schema/examples/gateway.fbs", "examples/schemas/src/generated"),
+];
+
+/// Writes the generated code of every [`GENERATED`] entry under `out_root`
+/// (the repository itself, or a scratch copy for the freshness check).
+fn generate_all(out_root: &Path) -> Result {
     let flatc = flatc()?;
-    run(
-        flatc.to_str().expect("utf-8 path"),
-        &["--rust", "-o", out_dir.to_str().expect("utf-8 path"), "schema/gatewire.fbs"],
-    )
+    let flatc = flatc.to_str().expect("utf-8 path");
+    run("cargo", &["build", "--locked", "--quiet", "-p", "gatewire-codegen", "--bin", "gatewire"])?;
+    let gen_bin = root().join("target/debug/gatewire");
+    for (lang, schema, dir) in GENERATED {
+        let out = out_root.join(dir);
+        std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+        let out = out.to_str().expect("utf-8 path");
+        if *lang == "flatc-rust" {
+            run(flatc, &["--rust", "-o", out, schema])?;
+        } else {
+            run_in(
+                &root(),
+                gen_bin.to_str().expect("utf-8 path"),
+                &["gen", "--lang", lang, schema, "-o", out],
+                &[("GATEWIRE_FLATC", flatc)],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn codegen() -> Result {
-    step("codegen: schema/gatewire.fbs -> Rust");
-    generate_schema(&root().join("crates/gatewire-schema/src"))
+    step("codegen: schema/gatewire.fbs and schema/examples/*.fbs");
+    generate_all(&root())
+}
+
+/// The files under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "__pycache__" && n != "node_modules") {
+                    walk(base, &p, out);
+                }
+            } else if let Ok(rel) = p.strip_prefix(base) {
+                out.push(rel.to_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
 }
 
 fn check_codegen() -> Result {
     step("generated code is fresh");
     let tmp = root().join("target/tools/codegen-check");
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
-    generate_schema(&tmp)?;
-    let fresh = std::fs::read(tmp.join("gatewire_generated.rs")).map_err(|e| e.to_string())?;
-    let committed = std::fs::read(root().join(GENERATED_RS)).map_err(|e| e.to_string())?;
-    if fresh != committed {
-        return Err(format!("{GENERATED_RS} is stale: run `cargo xtask codegen` and commit the result"));
+    generate_all(&tmp)?;
+    let mut stale = Vec::new();
+    let mut dirs: Vec<&str> = GENERATED.iter().map(|g| g.2).collect();
+    dirs.dedup();
+    for dir in dirs {
+        let fresh = files_under(&tmp.join(dir));
+        for rel in &fresh {
+            let committed = std::fs::read(root().join(dir).join(rel)).ok();
+            if committed != std::fs::read(tmp.join(dir).join(rel)).ok() {
+                stale.push(Path::new(dir).join(rel).display().to_string());
+            }
+        }
+        // Directories owned by `gatewire gen` hold nothing else.
+        if dir != "crates/gatewire-schema/src" {
+            for rel in files_under(&root().join(dir)) {
+                if !fresh.contains(&rel) {
+                    stale.push(format!("{} (no longer generated)", Path::new(dir).join(rel).display()));
+                }
+            }
+        }
+    }
+    if !stale.is_empty() {
+        return Err(format!(
+            "generated code is stale: {}; run `cargo xtask codegen` and commit the result",
+            stale.join(", ")
+        ));
     }
     Ok(())
 }
@@ -154,6 +219,8 @@ fn fuzz(seconds: u64) -> Result {
 
 fn test() -> Result {
     let started = Instant::now();
+    step("flatc for the code generator's tests");
+    flatc()?;
     step("cargo fmt --check");
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     step("clippy (workspace, all targets, warnings denied)");
@@ -244,7 +311,7 @@ fn bench() -> Result {
     Ok(())
 }
 
-const USAGE: &str = "usage: cargo xtask <test | demo | vectors | codegen | fuzz [SECONDS] | bench>";
+const USAGE: &str = "usage: cargo xtask <test | demo | vectors | codegen [--check] | fuzz [SECONDS] | bench>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -252,6 +319,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("demo") => demo(),
         Some("vectors") => vectors(),
+        Some("codegen") if args.get(1).is_some_and(|a| a == "--check") => check_codegen(),
         Some("codegen") => codegen(),
         Some("fuzz") => match args.get(1).map(|s| s.parse::<u64>()) {
             None => fuzz(600),

@@ -1,0 +1,190 @@
+//! What the generators see of a schema: services with their methods, and the
+//! tables, structs and enums the methods reach. Built by [`crate::frontend`]
+//! from flatc's binary schema; independent of any target language.
+
+use std::collections::BTreeMap;
+
+use gatewire_proto::control::{MethodKind, Service as Descriptor};
+
+/// A compiled schema.
+#[derive(Clone, Debug)]
+pub struct Schema {
+    /// The `.fbs` file the schema was read from, as given.
+    pub file: String,
+    /// Services in declaration order.
+    pub services: Vec<Service>,
+    /// Tables and structs by fully qualified name.
+    pub objects: BTreeMap<String, Object>,
+    /// Enums and unions by fully qualified name.
+    pub enums: BTreeMap<String, Enum>,
+}
+
+/// An `rpc_service`.
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// Fully qualified name, e.g. `chart.Chart`.
+    pub name: Name,
+    /// Documentation lines.
+    pub doc: Vec<String>,
+    /// Methods in declaration order.
+    pub methods: Vec<Method>,
+    /// The descriptor advertised in the handshake.
+    pub descriptor: Descriptor,
+}
+
+/// One method of a service.
+#[derive(Clone, Debug)]
+pub struct Method {
+    /// The name as declared, e.g. `SetTitle`.
+    pub name: String,
+    /// The method id: derived, or given with the `method_id` attribute.
+    pub id: u32,
+    /// How it is called.
+    pub kind: Kind,
+    /// The request, opening or event table.
+    pub request: Name,
+    /// The response or stream item table.
+    pub response: Name,
+    /// Documentation lines.
+    pub doc: Vec<String>,
+}
+
+/// The call kind, from the `streaming` and `event` attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `M(Req): Resp`
+    Unary,
+    /// `M(Req): Item (streaming: "server")`
+    ServerStreaming,
+    /// `M(Item): Resp (streaming: "client")`
+    ClientStreaming,
+    /// `M(In): Out (streaming: "bidi")`
+    BidiStreaming,
+    /// `M(Event): Empty (event)`
+    Event,
+}
+
+impl Kind {
+    /// The kind on the wire.
+    pub fn wire(self) -> MethodKind {
+        match self {
+            Self::Unary => MethodKind::UNARY,
+            Self::ServerStreaming => MethodKind::SERVER_STREAMING,
+            Self::ClientStreaming => MethodKind::CLIENT_STREAMING,
+            Self::BidiStreaming => MethodKind::BIDI_STREAMING,
+            Self::Event => MethodKind::EVENT,
+        }
+    }
+
+    /// The name used in canonical descriptions.
+    pub fn canonical(self) -> &'static str {
+        match self {
+            Self::Unary => "unary",
+            Self::ServerStreaming => "server_streaming",
+            Self::ClientStreaming => "client_streaming",
+            Self::BidiStreaming => "bidi_streaming",
+            Self::Event => "event",
+        }
+    }
+}
+
+/// A fully qualified name split into namespace and short name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name {
+    /// Namespace components, outermost first.
+    pub namespace: Vec<String>,
+    /// The last component.
+    pub short: String,
+}
+
+impl Name {
+    /// Splits `a.b.C`.
+    pub fn parse(full: &str) -> Self {
+        let mut parts: Vec<String> = full.split('.').map(str::to_owned).collect();
+        let short = parts.pop().unwrap_or_default();
+        Self { namespace: parts, short }
+    }
+
+    /// `a.b.C`.
+    pub fn full(&self) -> String {
+        let mut s = self.namespace.join(".");
+        if !s.is_empty() {
+            s.push('.');
+        }
+        s.push_str(&self.short);
+        s
+    }
+}
+
+/// A table or struct.
+#[derive(Clone, Debug)]
+pub struct Object {
+    /// Its name.
+    pub name: Name,
+    /// A struct (fixed layout) rather than a table.
+    pub is_struct: bool,
+    /// Fields in id order (tables) or declaration order (structs).
+    pub fields: Vec<Field>,
+}
+
+/// A field of a table or struct.
+#[derive(Clone, Debug)]
+pub struct Field {
+    /// The field's name.
+    pub name: String,
+    /// Its slot id.
+    pub id: u16,
+    /// Its type.
+    pub ty: Type,
+    /// Marked `deprecated`: the slot stays, the accessor goes.
+    pub deprecated: bool,
+}
+
+/// A field type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Type {
+    /// `bool`, `int8` … `float64`, by canonical name.
+    Scalar(&'static str),
+    /// `string`.
+    String,
+    /// `[T]`.
+    Vector(Box<Self>),
+    /// `[T]` with 64-bit offsets.
+    Vector64(Box<Self>),
+    /// `[T:N]` inside a struct.
+    Array(Box<Self>, u16),
+    /// A table.
+    Table(String),
+    /// A struct.
+    Struct(String),
+    /// The type field of a union.
+    UnionType(String),
+    /// The value field of a union.
+    Union(String),
+}
+
+impl Type {
+    /// The canonical type string of `docs/SCHEMA.md` §4.
+    pub fn canonical(&self) -> String {
+        match self {
+            Self::Scalar(s) => (*s).to_owned(),
+            Self::String => "string".to_owned(),
+            Self::Vector(t) => format!("[{}]", t.canonical()),
+            Self::Vector64(t) => format!("[{}]64", t.canonical()),
+            Self::Array(t, n) => format!("[{}:{n}]", t.canonical()),
+            Self::Table(n) => format!("table {n}"),
+            Self::Struct(n) => format!("struct {n}"),
+            Self::UnionType(n) => format!("utype {n}"),
+            Self::Union(n) => format!("union {n}"),
+        }
+    }
+}
+
+/// An enum or union.
+#[derive(Clone, Debug)]
+pub struct Enum {
+    /// Its name.
+    pub name: Name,
+    /// A union: the tables its values name.
+    pub union_members: Vec<String>,
+}
