@@ -20,6 +20,11 @@ pub const RESERVED_METHODS: u32 = 0xFFFF_FF00;
 /// offers and uses. Its request is empty.
 pub const LIST_SERVICES: u32 = 0xFFFF_FF00;
 
+/// The built-in method that re-authenticates a live connection: its request
+/// is a new authentication payload, as in HELLO's `auth`; an empty response
+/// means the server accepted it.
+pub const REAUTHENTICATE: u32 = 0xFFFF_FF01;
+
 const FNV32_OFFSET: u32 = 0x811c_9dc5;
 const FNV32_PRIME: u32 = 0x0100_0193;
 const FNV64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

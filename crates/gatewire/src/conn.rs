@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use futures_util::FutureExt;
 use gatewire_proto::connection::{Config as CoreConfig, Connection as Core, Event, Role, SendError};
 use gatewire_proto::control::{ErrorInfo, ServiceList};
-use gatewire_proto::services::LIST_SERVICES;
+use gatewire_proto::services::{LIST_SERVICES, REAUTHENTICATE};
 use gatewire_proto::{ErrorCode, Instant as CoreInstant, Message};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -117,9 +117,10 @@ pub(crate) struct Shared {
     router: Router,
     config: Config,
     pub(crate) counters: Counters,
-    /// Server: who the client authenticated as, set once when its HELLO is
-    /// accepted (auth.rs). Client: unset.
-    identity: OnceLock<Identity>,
+    /// Server: who the client authenticated as, set when its HELLO is
+    /// accepted and replaced by each accepted re-authentication (auth.rs).
+    /// Client: unset.
+    identity: RwLock<Option<Arc<Identity>>>,
 }
 
 /// A gatewire connection. Cheap to clone; every clone drives the same
@@ -137,6 +138,15 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Shared {
+    /// The peer's current identity (server side).
+    pub(crate) fn identity(&self) -> Option<Arc<Identity>> {
+        self.identity.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_identity(&self, identity: Identity) {
+        *self.identity.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(identity));
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while the lock is held leaves consistent tables (no
         // user code runs under it), so a poisoned lock is used as is.
@@ -217,7 +227,7 @@ impl Connection {
             router,
             config,
             counters: Counters::default(),
-            identity: OnceLock::new(),
+            identity: RwLock::new(None),
         });
         let conn = Self { shared: shared.clone() };
         conn.start_event_handlers();
@@ -268,9 +278,20 @@ impl Connection {
     }
 
     /// Server side: who the client authenticated as (anonymous when no
-    /// authenticator is configured). Client side: `None`.
-    pub fn identity(&self) -> Option<&Identity> {
-        self.shared.identity.get()
+    /// authenticator is configured), as of its latest re-authentication.
+    /// Client side: `None`.
+    pub fn identity(&self) -> Option<Arc<Identity>> {
+        self.shared.identity()
+    }
+
+    /// Client side: re-authenticates this connection with a new payload (for
+    /// instance a fresh JWT before the current one expires), without
+    /// reconnecting. The server's authenticator checks it as in the
+    /// handshake; it must name the same subject. On success calls run under
+    /// the new identity (and expiry); on failure the connection keeps its
+    /// identity and this returns the server's `UNAUTHENTICATED` error.
+    pub async fn reauthenticate(&self, auth: impl Into<bytes::Bytes>) -> Result<()> {
+        self.call(REAUTHENTICATE, Message::raw(auth.into())).await.map(drop)
     }
 
     /// Counters, and calls in flight in each direction.
@@ -478,7 +499,7 @@ pub(crate) fn dispatch(shared: &Arc<Shared>, inner: &mut Inner) {
                 let authenticator = shared.config.authenticator.as_deref();
                 match auth::authenticate(authenticator, hello.auth.as_deref(), &shared.peer) {
                     Ok(identity) => {
-                        let _ = shared.identity.set(identity);
+                        shared.set_identity(identity);
                         let _ = inner.core.accept();
                     }
                     Err(status) => {
@@ -532,7 +553,8 @@ pub(crate) fn dispatch(shared: &Arc<Shared>, inner: &mut Inner) {
                 }
             }
             Event::Event { method, .. }
-                if auth::check_call(shared.identity.get(), shared.config.authorizer.as_deref(), method).is_err() =>
+                if auth::check_call(shared.identity().as_deref(), shared.config.authorizer.as_deref(), method)
+                    .is_err() =>
             {
                 // Events get no answer: one the authorizer denies is dropped.
                 shared.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
@@ -657,7 +679,7 @@ fn admit(
 ) -> Option<(CallContext, CancellationToken)> {
     // Authorization (auth.rs): an expired identity or a denied method is
     // answered before the handler (or UNKNOWN_METHOD) is involved.
-    let refusal = match auth::check_call(shared.identity.get(), shared.config.authorizer.as_deref(), method) {
+    let refusal = match auth::check_call(shared.identity().as_deref(), shared.config.authorizer.as_deref(), method) {
         Err(status) => Some(status),
         Ok(()) if !has_handler => {
             Some(Status::new(ErrorCode::UNKNOWN_METHOD, format!("no handler for method {method}")))
@@ -684,25 +706,57 @@ fn admit(
 /// services this endpoint offers and uses, whatever handlers the router has.
 /// The authorizer applies to it as to any method.
 fn list_services(shared: &Arc<Shared>, inner: &mut Inner, id: u32) {
-    let result = match auth::check_call(shared.identity.get(), shared.config.authorizer.as_deref(), LIST_SERVICES) {
-        Err(status) => send_status(inner, id, status),
-        Ok(()) => {
-            let list = ServiceList { offers: shared.config.services.clone(), uses: shared.config.uses.clone() };
-            let message = Message::flatbuffers(list.encode());
-            match inner.core.send_response(id, message) {
-                Err(SendError::TooLarge { len, max }) => {
-                    let info = ErrorInfo {
-                        message: Some(format!("response of {len} bytes exceeds the limit {max}")),
-                        details: None,
-                    };
-                    inner.core.send_error(id, ErrorCode::TOO_LARGE, info)
+    let result =
+        match auth::check_call(shared.identity().as_deref(), shared.config.authorizer.as_deref(), LIST_SERVICES) {
+            Err(status) => send_status(inner, id, status),
+            Ok(()) => {
+                let list = ServiceList { offers: shared.config.services.clone(), uses: shared.config.uses.clone() };
+                let message = Message::flatbuffers(list.encode());
+                match inner.core.send_response(id, message) {
+                    Err(SendError::TooLarge { len, max }) => {
+                        let info = ErrorInfo {
+                            message: Some(format!("response of {len} bytes exceeds the limit {max}")),
+                            details: None,
+                        };
+                        inner.core.send_error(id, ErrorCode::TOO_LARGE, info)
+                    }
+                    other => other,
                 }
-                other => other,
             }
-        }
-    };
+        };
     if let Err(e) = result {
         debug!(id, error = %e, "LIST_SERVICES answer not sent");
+    }
+}
+
+/// Answers the built-in REAUTHENTICATE (`docs/PROTOCOL.md` §10.4): the
+/// authenticator checks the new payload as in the handshake, and an identity
+/// for the same subject replaces the current one. The call is allowed even
+/// after the current identity expired: the credentials are checked anew.
+fn reauthenticate(shared: &Arc<Shared>, inner: &mut Inner, id: u32, message: &Message) {
+    let result = match shared.config.authenticator.as_deref() {
+        None => Err(Status::new(ErrorCode::UNKNOWN_METHOD, "this endpoint does not authenticate")),
+        Some(authenticator) => {
+            auth::authenticate(Some(authenticator), Some(&message.body), &shared.peer).and_then(|identity| match shared
+                .identity()
+            {
+                Some(current) if current.subject() != identity.subject() => {
+                    Err(Status::new(ErrorCode::UNAUTHENTICATED, "re-authentication must name the same subject"))
+                }
+                _ => Ok(identity),
+            })
+        }
+    };
+    let sent = match result {
+        Ok(identity) => {
+            debug!(subject = identity.subject(), "re-authenticated");
+            shared.set_identity(identity);
+            inner.core.send_response(id, Message::raw(bytes::Bytes::new()))
+        }
+        Err(status) => send_status(inner, id, status),
+    };
+    if let Err(e) = sent {
+        debug!(id, error = %e, "REAUTHENTICATE answer not sent");
     }
 }
 
@@ -742,6 +796,10 @@ fn spawn_unary(
 ) {
     if method == LIST_SERVICES {
         list_services(shared, inner, id);
+        return;
+    }
+    if method == REAUTHENTICATE {
+        reauthenticate(shared, inner, id, &message);
         return;
     }
     let handler = shared.router.unary.get(&method).cloned();

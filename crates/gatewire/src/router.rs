@@ -68,10 +68,10 @@ impl CallContext {
         self.connection.peer_info()
     }
 
-    /// Server side: who the caller authenticated as in the handshake
-    /// (anonymous when no authenticator is configured); see
-    /// [`crate::auth`]. Client side: `None`.
-    pub fn identity(&self) -> Option<&Identity> {
+    /// Server side: who the caller authenticated as, in the handshake or its
+    /// latest re-authentication (anonymous when no authenticator is
+    /// configured); see [`crate::auth`]. Client side: `None`.
+    pub fn identity(&self) -> Option<std::sync::Arc<Identity>> {
         self.connection.identity()
     }
 }

@@ -155,7 +155,7 @@ fn refused(result: gatewire::Result<Connection>) -> Error {
 /// method of authentication, certificate DNS names).
 fn router() -> Router {
     Router::new().unary(1, |_ctx, m: Message| async move { Ok(m) }).unary(2, |ctx, _m: Message| async move {
-        let identity = ctx.identity().cloned().unwrap_or_else(Identity::anonymous);
+        let identity = ctx.identity().map_or_else(Identity::anonymous, |i| (*i).clone());
         let sans = ctx.peer().tls.and_then(|t| t.peer_certificate).map(|c| c.dns_names.join(",")).unwrap_or_default();
         Ok(Message::raw(format!("{}|{}|{sans}", identity.subject(), identity.method())))
     })
@@ -599,6 +599,67 @@ async fn calls_after_expiry_are_unauthenticated() {
     assert_eq!(err.code(), ErrorCode::UNAUTHENTICATED, "{err}");
     // The connection itself stays up.
     assert!(!c.is_closed());
+}
+
+/// Accepts payloads `subject|milliseconds of validity`.
+fn expiring_authenticator(payload: Option<&[u8]>, _: &gatewire::transport::PeerInfo) -> Result<Identity, Status> {
+    let text = std::str::from_utf8(payload.unwrap_or_default()).unwrap_or_default();
+    let (subject, ms) =
+        text.split_once('|').ok_or_else(|| Status::new(ErrorCode::UNAUTHENTICATED, "bad credentials"))?;
+    let ms: u64 = ms.parse().map_err(|_| Status::new(ErrorCode::UNAUTHENTICATED, "bad credentials"))?;
+    Ok(Identity::new(subject, AuthMethod::Custom).with_expiry(SystemTime::now() + Duration::from_millis(ms)))
+}
+
+#[tokio::test]
+async fn reauthentication_renews_a_live_connection() {
+    let with_expiry = router().unary(4, |ctx, _m: Message| async move {
+        let expiry = ctx.identity().and_then(|i| i.expires_at()).expect("an expiring identity");
+        let ms = expiry.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis();
+        Ok(Message::raw(ms.to_string()))
+    });
+    let builder = Builder::new().router(with_expiry).authenticator(expiring_authenticator);
+    let (server, url) = serve("tcp://127.0.0.1:0", builder).await;
+    let expiry = |c: &Connection| {
+        let c = c.clone();
+        async move {
+            let reply = timeout(LIMIT, c.call(4, Message::raw(&b""[..]))).await.unwrap().unwrap();
+            String::from_utf8(reply.body.to_vec()).unwrap().parse::<u128>().unwrap()
+        }
+    };
+
+    // A fresh token moves the expiry forward, on the same connection.
+    let c = connect(&url, Builder::new().auth(&b"alice|60000"[..])).await;
+    let first = expiry(&c).await;
+    timeout(LIMIT, c.reauthenticate(&b"alice|600000"[..])).await.unwrap().unwrap();
+    assert!(expiry(&c).await >= first + 500_000);
+    assert_eq!(whoami(&c).await, "alice|custom|");
+
+    // Another subject, or bad credentials, are refused; the identity stays.
+    for (payload, message) in
+        [(&b"mallory|600000"[..], "re-authentication must name the same subject"), (&b"garbage"[..], "bad credentials")]
+    {
+        let err = timeout(LIMIT, c.reauthenticate(payload)).await.unwrap().unwrap_err();
+        assert_eq!((err.code(), err.message()), (ErrorCode::UNAUTHENTICATED, Some(message)));
+        assert_eq!(whoami(&c).await, "alice|custom|");
+    }
+
+    // After expiry calls fail, and re-authenticating brings them back.
+    let short = connect(&url, Builder::new().auth(&b"bob|300"[..])).await;
+    let at = expiry(&short).await;
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis();
+    tokio::time::sleep(Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap() + 50)).await;
+    let err = timeout(LIMIT, short.call(1, Message::raw(&b"x"[..]))).await.unwrap().unwrap_err();
+    assert_eq!((err.code(), err.message()), (ErrorCode::UNAUTHENTICATED, Some("credentials expired")));
+    timeout(LIMIT, short.reauthenticate(&b"bob|600000"[..])).await.unwrap().unwrap();
+    echo(&short).await;
+    assert!(!short.is_closed() && !c.is_closed());
+    server.shutdown().await;
+
+    // A server without an authenticator has nothing to renew.
+    let (_plain, url) = serve("tcp://127.0.0.1:0", Builder::new().router(router())).await;
+    let c = connect(&url, Builder::new()).await;
+    let err = timeout(LIMIT, c.reauthenticate(&b"alice|1"[..])).await.unwrap().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UNKNOWN_METHOD, "{err}");
 }
 
 #[tokio::test]
