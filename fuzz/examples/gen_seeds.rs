@@ -410,12 +410,59 @@ fn handshake_seeds(dir: &Path, client: &[Frame], server: &[Frame]) -> usize {
     seeds.push(("error_info_table", info.encode()));
     let goaway = GoAwayInfo { message: Some("maintenance".into()) };
     seeds.push(("goaway_table", goaway.encode()));
+    // HELLOs that use the server's chart.Chart: as offered, and with a
+    // method of another kind (refused by the compatibility check).
+    let served = gatewire_fuzz::handshake::served_services();
+    let uses = Hello { min_version: 1, max_version: 1, uses: served.clone(), ..Hello::default() };
+    seeds.push(("hello_uses_chart", wire(&[frame(FrameType::HELLO, 0, 0, &uses.encode())])));
+    let mut changed = served;
+    changed[0].methods[0].kind = gatewire_proto::control::MethodKind::EVENT;
+    changed[0].fingerprint = 2;
+    let mismatch = Hello { min_version: 1, max_version: 1, uses: changed, ..Hello::default() };
+    seeds.push(("hello_uses_changed_chart", wire(&[frame(FrameType::HELLO, 0, 0, &mismatch.encode())])));
     let mut early_goaway = wire(std::slice::from_ref(hello));
     early_goaway.extend_from_slice(&wire(&[frame(FrameType::GOAWAY, 0, 0, &goaway.encode())]));
     seeds.push(("hello_then_goaway", early_goaway));
     let n = seeds.len();
     for (name, bytes) in seeds {
         gatewire_fuzz::handshake::run(&bytes);
+        write(dir, name, &bytes);
+    }
+    n
+}
+
+fn wrappers_seeds(dir: &Path) -> usize {
+    use gatewire::codegen::Table;
+    use gatewire_example_schemas::{chart, gateway};
+    let tagged = |tag: u8, body: &[u8]| [&[tag][..], body].concat();
+    let mut seeds: Vec<(&str, Vec<u8>)> = Vec::new();
+    let text = b"a telemetry sample, a telemetry sample, a telemetry sample".repeat(8);
+    let packed = gatewire::fuzzing::compress(raw(&text), 1);
+    let declared = u16::try_from(text.len()).expect("short").to_le_bytes();
+    seeds.push(("zstd_frame", tagged(0, &[&declared[..], &packed.body[..]].concat())));
+    seeds.push(("zstd_short_declared", tagged(0, &[&[4, 0][..], &packed.body[..]].concat())));
+    let points = chart::PointsT { chart: 3, xs: Some(vec![0.0, 1.0, 2.0]), ys: Some(vec![5.0, 6.0, 7.0]) };
+    seeds.push(("fb_points", tagged(1, &points.to_message().body)));
+    let sample = gateway::SampleT {
+        seq: 9,
+        time_ms: 90,
+        temperature_c: 21.5,
+        position: Some(gateway::Vec3T { x: 1.0, y: 2.0, z: 3.0 }),
+    };
+    seeds.push(("fb_sample", tagged(1, &sample.to_message().body)));
+    let config =
+        gateway::ConfigT { settings: Some(vec![gateway::SettingT { key: "mode".into(), value: Some("auto".into()) }]) };
+    seeds.push(("fb_config", tagged(1, &config.to_message().body)));
+    seeds.push(("auth_token", tagged(2, b"0123456789abcdef0123456789abcdef")));
+    seeds.push(("auth_jwt_shape", tagged(2, b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln")));
+    let list = gatewire_proto::control::ServiceList {
+        offers: gatewire_fuzz::handshake::served_services(),
+        uses: gatewire_fuzz::handshake::served_services(),
+    };
+    seeds.push(("service_list", tagged(3, &list.encode())));
+    let n = seeds.len();
+    for (name, bytes) in seeds {
+        gatewire_fuzz::wrappers::run(&bytes);
         write(dir, name, &bytes);
     }
     n
@@ -578,4 +625,6 @@ fn main() {
     println!("handshake: {n} seeds");
     let n = connection_seeds(&dir("connection"));
     println!("connection: {n} seeds");
+    let n = wrappers_seeds(&dir("wrappers"));
+    println!("wrappers: {n} seeds");
 }

@@ -13,6 +13,9 @@
 //!   decision, must react identically whole and chunked;
 //! - as one WebSocket message (`handle_frame`) to a server and a client.
 //!
+//! The server offers and uses descriptors (`served_services`), so a HELLO's
+//! services go through the whole compatibility check.
+//!
 //! After the input, each connection gets end of stream and two far-future
 //! timeouts, and must then be closed, with exactly one `Closed` event, no
 //! event after it, and an empty call table.
@@ -20,7 +23,7 @@
 use core::time::Duration;
 
 use bytes::Bytes;
-use gatewire_proto::control::{ErrorInfo, GoAwayInfo, Hello, HelloAck};
+use gatewire_proto::control::{ErrorInfo, GoAwayInfo, Hello, HelloAck, Service};
 use gatewire_proto::{Config, Connection, ErrorCode, Event, Frame, Instant, Role};
 
 use crate::track::{Track, drain_events, drain_transmit};
@@ -55,6 +58,40 @@ pub fn run(data: &[u8]) {
     drive(Role::Client, data, Feed::Message, refuse);
 }
 
+/// What the fuzzed server offers (and, renamed, uses), so that HELLOs naming
+/// `chart.Chart` reach every step of the compatibility check (§10.3).
+pub fn served_services() -> Vec<Service> {
+    use gatewire_proto::control::{MethodDesc, MethodKind, Shape};
+    use gatewire_proto::services::{fnv1a64, method_id, type_hash};
+    let method = |name: &str, kind| MethodDesc {
+        name: name.into(),
+        id: method_id("chart.Chart", name),
+        kind,
+        request: type_hash("chart.Points"),
+        response: type_hash("chart.Added"),
+    };
+    let slots = |types: &[&str]| types.iter().map(|t| fnv1a64(t.as_bytes())).collect();
+    vec![Service {
+        name: "chart.Chart".into(),
+        fingerprint: 1,
+        methods: vec![method("AddPoints", MethodKind::UNARY), method("StreamPoints", MethodKind::CLIENT_STREAMING)],
+        shapes: vec![
+            Shape {
+                name: "chart.Points".into(),
+                ty: type_hash("chart.Points"),
+                fixed: false,
+                slots: slots(&["uint32", "[float64]", "[float64]"]),
+            },
+            Shape {
+                name: "chart.Vec2".into(),
+                ty: type_hash("chart.Vec2"),
+                fixed: true,
+                slots: slots(&["float64", "float64"]),
+            },
+        ],
+    }]
+}
+
 /// The four control decoders; what decodes must round-trip.
 fn decode_tables(data: &[u8]) {
     if let Ok(hello) = Hello::decode(data) {
@@ -83,7 +120,18 @@ fn drive(role: Role, data: &[u8], feed: Feed, refuse: bool) -> Transcript {
         Role::Server => "server",
     };
     let mut now = Instant::ZERO;
-    let mut conn = Connection::new(Config::new(role), now);
+    let mut config = Config::new(role);
+    if role == Role::Server {
+        config.services = served_services();
+        config.uses = served_services()
+            .into_iter()
+            .map(|mut s| {
+                s.name = "chart.Events".into();
+                s
+            })
+            .collect();
+    }
+    let mut conn = Connection::new(config, now);
     let mut track = Track::new(name);
     let mut transcript = (Vec::new(), Vec::new());
     if role == Role::Client {

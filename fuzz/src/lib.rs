@@ -1,4 +1,5 @@
-//! Harnesses behind the cargo-fuzz targets of `gatewire-proto`.
+//! Harnesses behind the cargo-fuzz targets of `gatewire-proto` and of the
+//! runtime's decoding guards (`gatewire`).
 //!
 //! Each target in `fuzz_targets/` is a one-line call into a module here, so
 //! the seed generator (`examples/gen_seeds.rs`) can run the same code on the
@@ -13,6 +14,7 @@ pub mod connection;
 pub mod frame_decoder;
 pub mod handshake;
 pub mod track;
+pub mod wrappers;
 
 /// Upper bound on `poll_transmit`/`poll_event` calls in one drain: a
 /// connection that keeps producing output past this is a hang.

@@ -51,6 +51,7 @@ import {
   encodeGoAway,
   encodeHello,
   encodeHelloAck,
+  cloneService,
   utf8Decode,
   utf8Encode,
   type AdvertisedLimits,
@@ -69,6 +70,7 @@ import {
   ControlError,
   ControlFailedError,
   FlowControlError,
+  IncompatibleError,
   FrameError,
   GoAwayIncreasedViolation,
   IdNotIncreasingViolation,
@@ -95,6 +97,7 @@ import {
   WrongParityViolation,
   type Side,
 } from './errors.js';
+import { check as checkServices } from './services.js';
 import { MAX_FRAME_CEILING, newHeader, PING_PAYLOAD_LEN, U32_MAX, type Header } from './frame.js';
 import {
   defaultLimits,
@@ -207,6 +210,8 @@ export interface PeerInfo {
   services: Service[];
   /** The peer's implementation name. */
   agent: string | undefined;
+  /** Services the peer uses. */
+  uses: Service[];
 }
 
 /** Something the application must learn about (`type` names the Rust `Event` variant). */
@@ -288,8 +293,13 @@ export interface ConnectionConfig {
   compression: boolean;
   /** Payload codecs to advertise. Default: raw, FlatBuffers, postcard, JSON. */
   codecs: number[];
-  /** Services to advertise. */
+  /** Services this endpoint offers (serves). */
   services: Service[];
+  /**
+   * Services this endpoint uses (calls on the peer). A server refuses a
+   * client whose services are incompatible with these (§10.3).
+   */
+  uses: Service[];
   /** Authentication payload sent in HELLO (client only). */
   auth: Uint8Array | undefined;
   /** Implementation name sent in the handshake. */
@@ -308,8 +318,10 @@ export interface ConnectionOptions {
   compression?: boolean | undefined;
   /** Codecs to advertise. */
   codecs?: number[] | undefined;
-  /** Services to advertise. */
+  /** Services offered. */
   services?: Service[] | undefined;
+  /** Services used. */
+  uses?: Service[] | undefined;
   /** Authentication payload (client). */
   auth?: Uint8Array | undefined;
   /** Implementation name. */
@@ -341,7 +353,8 @@ export function connectionConfig(options: ConnectionOptions): ConnectionConfig {
     timeouts: merge(defaultTimeouts(), options.timeouts),
     compression: options.compression ?? false,
     codecs: options.codecs?.slice() ?? [0, 1, 2, 3],
-    services: options.services?.map((s) => ({ ...s })) ?? [],
+    services: options.services?.map(cloneService) ?? [],
+    uses: options.uses?.map(cloneService) ?? [],
     auth: options.auth,
     agent: options.agent,
   };
@@ -824,8 +837,9 @@ function clonePeer(p: PeerInfo): PeerInfo {
     limits: { ...p.limits },
     compression: p.compression,
     codecs: p.codecs.slice(),
-    services: p.services.map((s) => ({ ...s })),
+    services: p.services.map(cloneService),
     agent: p.agent,
+    uses: p.uses.map(cloneService),
   };
 }
 
@@ -958,6 +972,7 @@ export class Connection {
         auth: config.auth,
         services: config.services,
         agent: config.agent,
+        uses: config.uses,
       };
       this.#pushControl(FrameType.HELLO, 0, 0, encodeHello(hello));
     }
@@ -1205,6 +1220,7 @@ export class Connection {
       codecs: this.#config.codecs.slice(),
       services: this.#config.services,
       agent: this.#config.agent,
+      uses: this.#config.uses,
     };
     this.#pushControl(FrameType.HELLO_ACK, 0, 0, encodeHelloAck(ack));
     this.#openConnection();
@@ -1238,6 +1254,7 @@ export class Connection {
       codecs: [],
       services: [],
       agent: undefined,
+      uses: [],
     };
     this.#pushControl(FrameType.HELLO_ACK, 0, 0, encodeHelloAck(ack));
   }
@@ -1876,13 +1893,22 @@ export class Connection {
         hello.limits,
         hello.compression,
         hello.codecs.slice(),
-        hello.services.map((s) => ({ ...s })),
+        [hello.services.map(cloneService), hello.uses.map(cloneService)],
         hello.agent,
       );
       if (peer instanceof Violation) {
         const msg = 'advertised limits out of range';
         this.#sendRefusal(ErrorCode.INCOMPATIBLE, msg);
         throw new RefusedError(ErrorCode.INCOMPATIBLE, 'local', msg);
+      }
+      try {
+        checkServices(this.#config.services, this.#config.uses, hello.services, hello.uses);
+      } catch (e) {
+        if (!(e instanceof IncompatibleError)) {
+          throw e;
+        }
+        this.#sendRefusal(ErrorCode.INCOMPATIBLE, e.message);
+        throw new RefusedError(ErrorCode.INCOMPATIBLE, 'local', e.message);
       }
       this.#peer = peer;
       this.#phase = 'awaiting_accept';
@@ -1897,7 +1923,14 @@ export class Connection {
       if (ack.version !== PROTOCOL_VERSION) {
         throw violation(new VersionNotOfferedViolation(ack.version));
       }
-      const peer = this.#peerInfo(ack.version, ack.limits, ack.compression, ack.codecs, ack.services, ack.agent);
+      const peer = this.#peerInfo(
+        ack.version,
+        ack.limits,
+        ack.compression,
+        ack.codecs,
+        [ack.services, ack.uses],
+        ack.agent,
+      );
       if (peer instanceof Violation) {
         throw violation(peer);
       }
@@ -1913,7 +1946,7 @@ export class Connection {
     a: AdvertisedLimits,
     compression: readonly number[],
     codecs: number[],
-    services: Service[],
+    [services, uses]: [Service[], Service[]],
     agent: string | undefined,
   ): PeerInfo | Violation {
     // Zero means "the default"; anything else must leave room for a prelude
@@ -1944,6 +1977,7 @@ export class Connection {
       codecs,
       services,
       agent,
+      uses,
     };
   }
 

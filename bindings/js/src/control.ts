@@ -2,8 +2,8 @@
  * Control payloads: the FlatBuffers tables of `schema/gatewire.fbs` as plain
  * values (`docs/PROTOCOL.md` §4 and §6).
  *
- * The four tables (and their `Limits` and `Service` children) are read and
- * written by hand, with no runtime dependency:
+ * The five tables (and their `Limits`, `Service`, `Method` and `Shape`
+ * children) are read and written by hand, with no runtime dependency:
  *
  * - **Decoding verifies first**, exactly as the Rust `flatbuffers` verifier
  *   does with the bounds of {@link verifierOptions}: every offset is
@@ -73,12 +73,91 @@ export function emptyAdvertisedLimits(): AdvertisedLimits {
   return { maxFrame: 0, maxMessage: 0, maxInFlight: 0, initialStreamCredit: 0, connectionCredit: 0 };
 }
 
-/** A service offered by an endpoint. */
+/**
+ * How a method is called (`docs/SCHEMA.md` §2): a `ubyte`. The names are
+ * the known kinds; any other value is kept as it is.
+ */
+export const MethodKind = {
+  /** REQUEST and one RESPONSE. */
+  UNARY: 0,
+  /** One request opens a stream; the callee sends the items. */
+  SERVER_STREAMING: 1,
+  /** The caller sends the items; the callee answers with one message. */
+  CLIENT_STREAMING: 2,
+  /** Both sides send items. */
+  BIDI_STREAMING: 3,
+  /** A one-way EVENT. */
+  EVENT: 4,
+} as const;
+/** A method kind: one of {@link MethodKind} or an unknown `u8`. */
+export type MethodKind = number;
+
+/** One method of a service descriptor (`docs/PROTOCOL.md` §10.2). */
+export interface MethodDesc {
+  /** The method's name within its service. */
+  name: string;
+  /** The method id (`u32`). */
+  id: number;
+  /** The call kind (`u8`). */
+  kind: MethodKind;
+  /** Type hash of the request, opening or event table (`u64`). */
+  request: bigint;
+  /** Type hash of the response or stream item table (`u64`). */
+  response: bigint;
+}
+
+/**
+ * The wire shape of a table or struct: one hash per field slot, in field-id
+ * order (`docs/PROTOCOL.md` §10.2).
+ */
+export interface Shape {
+  /** Fully qualified type name. */
+  name: string;
+  /** Type hash of the table or struct (`u64`). */
+  type: bigint;
+  /** A struct: the slots must match exactly. A table may gain slots. */
+  fixed: boolean;
+  /** One hash (`u64`) per field slot. */
+  slots: bigint[];
+}
+
+/**
+ * A service an endpoint offers or uses: its name, fingerprint and descriptor
+ * (`docs/PROTOCOL.md` §10). Build one known only by name with
+ * {@link newService}; generated code builds described ones.
+ */
 export interface Service {
   /** Fully qualified service name. */
   name: string;
-  /** Schema fingerprint (`u64`). */
+  /** Hash of the service's canonical description (`u64`); `0n` means unknown. */
   fingerprint: bigint;
+  /** The service's methods. Empty: no descriptor, only the fingerprint. */
+  methods: MethodDesc[];
+  /** The shapes of the tables and structs its methods reach. */
+  shapes: Shape[];
+}
+
+/** A service known only by name and fingerprint (Rust `Service::new`). */
+export function newService(name: string, fingerprint: bigint = 0n): Service {
+  return { name, fingerprint, methods: [], shapes: [] };
+}
+
+/** A deep copy of a service. */
+export function cloneService(s: Service): Service {
+  return {
+    name: s.name,
+    fingerprint: s.fingerprint,
+    methods: s.methods.map((m) => ({ ...m })),
+    shapes: s.shapes.map((sh) => ({ ...sh, slots: sh.slots.slice() })),
+  };
+}
+
+/** The answer of the built-in method `LIST_SERVICES` (`docs/PROTOCOL.md` §10.4). */
+export interface ServiceList {
+  /** Services the endpoint serves. */
+  offers: Service[];
+  /** Services the endpoint calls on its peer. */
+  uses: Service[];
 }
 
 /** The HELLO table. */
@@ -99,6 +178,8 @@ export interface Hello {
   services: Service[];
   /** Implementation name, for logs. */
   agent?: string | undefined;
+  /** Services the client uses. */
+  uses: Service[];
 }
 
 /** The HELLO_ACK table. */
@@ -119,6 +200,8 @@ export interface HelloAck {
   services: Service[];
   /** Implementation name, for logs. */
   agent?: string | undefined;
+  /** Services the server uses. */
+  uses: Service[];
 }
 
 /** The optional detail of an ERROR frame. */
@@ -172,11 +255,14 @@ export function utf8Decode(b: Uint8Array): string {
 // ----- the schema ------------------------------------------------------------
 
 type FieldKind =
+  | { readonly kind: 'u8' }
+  | { readonly kind: 'bool' }
   | { readonly kind: 'u16' }
   | { readonly kind: 'u32' }
   | { readonly kind: 'u64' }
   | { readonly kind: 'string' }
   | { readonly kind: 'bytes' }
+  | { readonly kind: 'u64s' }
   | { readonly kind: 'table'; readonly table: TableDef }
   | { readonly kind: 'tables'; readonly table: TableDef };
 
@@ -193,11 +279,14 @@ interface TableDef {
   readonly fields: readonly FieldDef[];
 }
 
+const U8: FieldKind = { kind: 'u8' };
+const BOOL: FieldKind = { kind: 'bool' };
 const U16: FieldKind = { kind: 'u16' };
 const U32: FieldKind = { kind: 'u32' };
 const U64: FieldKind = { kind: 'u64' };
 const STRING: FieldKind = { kind: 'string' };
 const BYTES: FieldKind = { kind: 'bytes' };
+const U64S: FieldKind = { kind: 'u64s' };
 
 function field(name: string, index: number, type: FieldKind, required = false): FieldDef {
   return { name, vt: 4 + 2 * index, type, required };
@@ -214,9 +303,38 @@ const LIMITS: TableDef = {
   ],
 };
 
+const METHOD: TableDef = {
+  name: 'Method',
+  fields: [
+    field('name', 0, STRING),
+    field('id', 1, U32),
+    field('kind', 2, U8),
+    field('request', 3, U64),
+    field('response', 4, U64),
+  ],
+};
+
+const SHAPE: TableDef = {
+  name: 'Shape',
+  fields: [field('name', 0, STRING), field('type', 1, U64), field('fixed', 2, BOOL), field('slots', 3, U64S)],
+};
+
 const SERVICE: TableDef = {
   name: 'Service',
-  fields: [field('name', 0, STRING, true), field('fingerprint', 1, U64)],
+  fields: [
+    field('name', 0, STRING, true),
+    field('fingerprint', 1, U64),
+    field('methods', 2, { kind: 'tables', table: METHOD }),
+    field('shapes', 3, { kind: 'tables', table: SHAPE }),
+  ],
+};
+
+const SERVICE_LIST: TableDef = {
+  name: 'ServiceList',
+  fields: [
+    field('offers', 0, { kind: 'tables', table: SERVICE }),
+    field('uses', 1, { kind: 'tables', table: SERVICE }),
+  ],
 };
 
 const HELLO: TableDef = {
@@ -230,6 +348,7 @@ const HELLO: TableDef = {
     field('auth', 5, BYTES),
     field('services', 6, { kind: 'tables', table: SERVICE }),
     field('agent', 7, STRING),
+    field('uses', 8, { kind: 'tables', table: SERVICE }),
   ],
 };
 
@@ -244,6 +363,7 @@ const HELLO_ACK: TableDef = {
     field('codecs', 5, BYTES),
     field('services', 6, { kind: 'tables', table: SERVICE }),
     field('agent', 7, STRING),
+    field('uses', 8, { kind: 'tables', table: SERVICE }),
   ],
 };
 
@@ -260,9 +380,32 @@ const GOAWAY: TableDef = {
 // vtable offsets used by the readers and writers below.
 const VT = {
   limits: { maxFrame: 4, maxMessage: 6, maxInFlight: 8, initialStreamCredit: 10, connectionCredit: 12 },
-  service: { name: 4, fingerprint: 6 },
-  hello: { minVersion: 4, maxVersion: 6, limits: 8, compression: 10, codecs: 12, auth: 14, services: 16, agent: 18 },
-  helloAck: { version: 4, errorCode: 6, message: 8, limits: 10, compression: 12, codecs: 14, services: 16, agent: 18 },
+  method: { name: 4, id: 6, kind: 8, request: 10, response: 12 },
+  shape: { name: 4, type: 6, fixed: 8, slots: 10 },
+  service: { name: 4, fingerprint: 6, methods: 8, shapes: 10 },
+  serviceList: { offers: 4, uses: 6 },
+  hello: {
+    minVersion: 4,
+    maxVersion: 6,
+    limits: 8,
+    compression: 10,
+    codecs: 12,
+    auth: 14,
+    services: 16,
+    agent: 18,
+    uses: 20,
+  },
+  helloAck: {
+    version: 4,
+    errorCode: 6,
+    message: 8,
+    limits: 10,
+    compression: 12,
+    codecs: 14,
+    services: 16,
+    agent: 18,
+    uses: 20,
+  },
   errorInfo: { message: 4, details: 6 },
   goAway: { message: 4 },
 } as const;
@@ -377,6 +520,10 @@ class Verifier {
 
   #visitField(type: FieldKind, pos: number): void {
     switch (type.kind) {
+      case 'u8':
+      case 'bool':
+        this.#inBuffer(pos, 1);
+        return;
       case 'u16':
         this.#inBuffer(pos, 2);
         return;
@@ -391,6 +538,9 @@ class Verifier {
         return;
       case 'bytes':
         this.#vectorRange(pos + this.#getUOffset(pos), 1);
+        return;
+      case 'u64s':
+        this.#vectorRange(pos + this.#getUOffset(pos), 8);
         return;
       case 'table':
         this.#visitTable(type.table, pos + this.#getUOffset(pos));
@@ -471,6 +621,16 @@ class Reader {
     return pos + this.#view.getUint32(pos, true);
   }
 
+  u8(t: TableRef, vt: number): number {
+    const at = this.#field(t, vt);
+    return at === undefined ? 0 : this.#view.getUint8(at);
+  }
+
+  /** A bool: any non-zero byte is true, as Rust reads it. */
+  bool(t: TableRef, vt: number): boolean {
+    return this.u8(t, vt) !== 0;
+  }
+
   u16(t: TableRef, vt: number): number {
     const at = this.#field(t, vt);
     return at === undefined ? 0 : this.#view.getUint16(at, true);
@@ -484,6 +644,20 @@ class Reader {
   u64(t: TableRef, vt: number): bigint {
     const at = this.#field(t, vt);
     return at === undefined ? 0n : this.#view.getBigUint64(at, true);
+  }
+
+  u64s(t: TableRef, vt: number): bigint[] {
+    const at = this.#field(t, vt);
+    if (at === undefined) {
+      return [];
+    }
+    const v = this.#indirect(at);
+    const len = this.#view.getUint32(v, true);
+    const out: bigint[] = [];
+    for (let i = 0; i < len; i++) {
+      out.push(this.#view.getBigUint64(v + 4 + 8 * i, true));
+    }
+    return out;
   }
 
   bytes(t: TableRef, vt: number): Uint8Array | undefined {
@@ -545,6 +719,19 @@ function readServices(r: Reader, t: TableRef, vt: number): Service[] {
   return r.children(t, vt).map((s) => ({
     name: r.string(s, VT.service.name) ?? '',
     fingerprint: r.u64(s, VT.service.fingerprint),
+    methods: r.children(s, VT.service.methods).map((m) => ({
+      name: r.string(m, VT.method.name) ?? '',
+      id: r.u32(m, VT.method.id),
+      kind: r.u8(m, VT.method.kind),
+      request: r.u64(m, VT.method.request),
+      response: r.u64(m, VT.method.response),
+    })),
+    shapes: r.children(s, VT.service.shapes).map((sh) => ({
+      name: r.string(sh, VT.shape.name) ?? '',
+      type: r.u64(sh, VT.shape.type),
+      fixed: r.bool(sh, VT.shape.fixed),
+      slots: r.u64s(sh, VT.shape.slots),
+    })),
   }));
 }
 
@@ -632,6 +819,12 @@ class Builder {
     return this.#used;
   }
 
+  slotU8(vt: number, v: number): void {
+    if (v !== 0) {
+      this.#fields.push({ off: this.#pushU8(v), vt });
+    }
+  }
+
   slotU16(vt: number, v: number): void {
     if (v !== 0) {
       this.#fields.push({ off: this.#pushU16(v), vt });
@@ -715,6 +908,18 @@ class Builder {
     return this.#pushU32(data.length);
   }
 
+  /** A `[uint64]` vector, laid out as Rust's `create_vector::<u64>`. */
+  createU64s(values: readonly bigint[]): number {
+    const size = values.length * 8;
+    this.#align(size, 8);
+    this.#makeSpace(size);
+    const start = this.#at(this.#used);
+    values.forEach((v, i) => {
+      this.#view.setBigUint64(start + 8 * i, v, true);
+    });
+    return this.#pushU32(values.length);
+  }
+
   createOffsets(targets: readonly number[]): number {
     const size = targets.length * 4;
     this.#align(size, 4);
@@ -772,18 +977,60 @@ function writeLimits(b: Builder, l: AdvertisedLimits): number {
   return b.endTable(start);
 }
 
+function checkU64(what: string, v: bigint): void {
+  if (typeof v !== 'bigint' || v < 0n || v > 0xffff_ffff_ffff_ffffn) {
+    throw new RangeError(`${what} ${String(v)} is not a u64`);
+  }
+}
+
+function writeMethod(b: Builder, m: MethodDesc): number {
+  checkInt('method id', m.id, 0xffff_ffff);
+  checkInt('method kind', m.kind, 0xff);
+  checkU64('method request', m.request);
+  checkU64('method response', m.response);
+  const name = b.createString(m.name);
+  const vt = VT.method;
+  const start = b.startTable();
+  b.slotU64(vt.response, m.response);
+  b.slotU64(vt.request, m.request);
+  b.slotU32(vt.id, m.id);
+  b.slotOffset(vt.name, name);
+  b.slotU8(vt.kind, m.kind);
+  return b.endTable(start);
+}
+
+function writeShape(b: Builder, sh: Shape): number {
+  checkU64('shape type', sh.type);
+  for (const slot of sh.slots) {
+    checkU64('shape slot', slot);
+  }
+  const name = b.createString(sh.name);
+  const slots = b.createU64s(sh.slots);
+  const vt = VT.shape;
+  const start = b.startTable();
+  b.slotU64(vt.type, sh.type);
+  b.slotOffset(vt.slots, slots);
+  b.slotOffset(vt.name, name);
+  b.slotU8(vt.fixed, sh.fixed ? 1 : 0);
+  return b.endTable(start);
+}
+
 function writeServices(b: Builder, services: readonly Service[]): number | undefined {
   if (services.length === 0) {
     return undefined;
   }
+  // The same creation order as the Rust `services_to_fb`, for the same bytes.
   const items = services.map((s) => {
-    if (s.fingerprint < 0n || s.fingerprint > 0xffff_ffff_ffff_ffffn) {
-      throw new RangeError(`service fingerprint ${s.fingerprint} is not a u64`);
-    }
+    checkU64('service fingerprint', s.fingerprint);
     const name = b.createString(s.name);
+    const methods = s.methods.length === 0 ? undefined : b.createOffsets(s.methods.map((m) => writeMethod(b, m)));
+    const shapes = s.shapes.length === 0 ? undefined : b.createOffsets(s.shapes.map((sh) => writeShape(b, sh)));
+    const vt = VT.service;
     const start = b.startTable();
-    b.slotU64(VT.service.fingerprint, s.fingerprint);
-    b.slotOffset(VT.service.name, name);
+    b.slotU64(vt.fingerprint, s.fingerprint);
+    b.slotOffset(vt.shapes, shapes);
+    b.slotOffset(vt.methods, methods);
+    b.slotOffset(vt.name, name);
     return b.endTable(start);
   });
   return b.createOffsets(items);
@@ -806,9 +1053,11 @@ export function encodeHello(h: Hello): Uint8Array {
   const codecs = writeByteList(b, 'codecs', h.codecs);
   const auth = h.auth === undefined ? undefined : b.createBytes(h.auth);
   const services = writeServices(b, h.services);
+  const uses = writeServices(b, h.uses);
   const agent = h.agent === undefined ? undefined : b.createString(h.agent);
   const vt = VT.hello;
   const start = b.startTable();
+  b.slotOffset(vt.uses, uses);
   b.slotOffset(vt.agent, agent);
   b.slotOffset(vt.services, services);
   b.slotOffset(vt.auth, auth);
@@ -849,6 +1098,7 @@ export function decodeHello(buf: Uint8Array): Hello {
     auth: r.bytes(t, vt.auth),
     services: readServices(r, t, vt.services),
     agent: r.string(t, vt.agent),
+    uses: readServices(r, t, vt.uses),
   };
 }
 
@@ -862,9 +1112,11 @@ export function encodeHelloAck(h: HelloAck): Uint8Array {
   const compression = writeByteList(b, 'compression', h.compression);
   const codecs = writeByteList(b, 'codecs', h.codecs);
   const services = writeServices(b, h.services);
+  const uses = writeServices(b, h.uses);
   const agent = h.agent === undefined ? undefined : b.createString(h.agent);
   const vt = VT.helloAck;
   const start = b.startTable();
+  b.slotOffset(vt.uses, uses);
   b.slotOffset(vt.agent, agent);
   b.slotOffset(vt.services, services);
   b.slotOffset(vt.codecs, codecs);
@@ -899,7 +1151,36 @@ export function decodeHelloAck(buf: Uint8Array): HelloAck {
     codecs: readByteList(r, t, vt.codecs),
     services: readServices(r, t, vt.services),
     agent: r.string(t, vt.agent),
+    uses: readServices(r, t, vt.uses),
   };
+}
+
+/** Serializes a ServiceList table (the answer of `LIST_SERVICES`). */
+export function encodeServiceList(l: ServiceList): Uint8Array {
+  const b = new Builder();
+  const offers = writeServices(b, l.offers);
+  const uses = writeServices(b, l.uses);
+  const vt = VT.serviceList;
+  const start = b.startTable();
+  b.slotOffset(vt.uses, uses);
+  b.slotOffset(vt.offers, offers);
+  return b.finish(b.endTable(start));
+}
+
+/**
+ * Verifies and reads a ServiceList table.
+ *
+ * @throws {ControlError} `ControlMissingError` for an empty payload,
+ *   `ControlInvalidError` when verification fails.
+ */
+export function decodeServiceList(buf: Uint8Array): ServiceList {
+  if (buf.length === 0) {
+    throw new ControlMissingError('ServiceList');
+  }
+  verify(buf, SERVICE_LIST);
+  const r = new Reader(buf);
+  const t = r.root();
+  return { offers: readServices(r, t, VT.serviceList.offers), uses: readServices(r, t, VT.serviceList.uses) };
 }
 
 /** Serializes an ErrorInfo table; an empty value encodes to no bytes at all. */

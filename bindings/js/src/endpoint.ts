@@ -7,8 +7,8 @@
  * | `tcp://host:port` | TCP byte stream (Node) |
  * | `unix:///absolute/path.sock` | Unix-domain stream socket (Node) |
  * | `ws://host:port/path` | WebSocket (path defaults to `/`) |
- * | `tls://host:port` | TLS over TCP (parsed; not supported by this package yet) |
- * | `wss://host:port/path` | WebSocket over TLS |
+ * | `tls://host:port` | TLS over TCP, ALPN `gatewire/1` (Node) |
+ * | `wss://host:port/path` | WebSocket over TLS (path defaults to `/`) |
  *
  * Hosts are DNS names, IPv4 addresses or bracketed IPv6 addresses; the
  * brackets are not part of `host` and {@link formatEndpoint} adds them back.

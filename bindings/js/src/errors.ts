@@ -17,6 +17,7 @@
  * │   └── InvalidLengthError            frame.invalid_length
  * ├── InsufficientSizeError           caller's buffer too small           "frame.insufficient_size"
  * ├── InvalidLimitError               a limit outside its range           "limits.invalid"
+ * ├── IncompatibleError               services cannot work together (§10.3) "services.incompatible"
  * ├── ControlError                    a control table failed verification "control.*"
  * │   ├── ControlInvalidError           control.invalid
  * │   ├── ControlMissingError           control.missing
@@ -245,6 +246,18 @@ export class InsufficientSizeError extends GatewireError {
   ) {
     super(`buffer of ${available} bytes is too small, ${required} required`);
   }
+}
+
+/**
+ * Two endpoints' services cannot work together (`docs/PROTOCOL.md` §10.3),
+ * thrown by the services `check`. Unlike other errors, its `message` is an
+ * API: it is the refusal message of the handshake, identical in every
+ * implementation, and the acceptor refuses with `INCOMPATIBLE`.
+ */
+export class IncompatibleError extends GatewireError {
+  readonly code = 'services.incompatible';
+  /** The wire code of the refusal: `INCOMPATIBLE`. */
+  readonly wireCode = ErrorCode.INCOMPATIBLE;
 }
 
 /** A limit or timeout value outside its allowed range. */

@@ -29,6 +29,8 @@
  *   codes, and the rules that need no connection state.
  * - `codec`: whole frames over a byte stream, with zero-copy payloads.
  * - `control`: the FlatBuffers control tables, verified before use.
+ * - `services`: derived method ids, type hashes and the acceptor's
+ *   compatibility check of service descriptors (§10).
  * - `connection`: the connection state machine — handshake, calls, events,
  *   streams with credit, fragmentation, keepalive, cancel and two-phase
  *   shutdown.
@@ -71,26 +73,45 @@ export {
   type Frame,
 } from './codec.js';
 export {
+  cloneService,
   decodeErrorInfo,
   decodeGoAway,
   decodeHello,
   decodeHelloAck,
+  decodeServiceList,
   emptyAdvertisedLimits,
   encodeErrorInfo,
   encodeGoAway,
   encodeHello,
   encodeHelloAck,
+  encodeServiceList,
   MAX_DEPTH,
   MAX_TABLES,
+  MethodKind,
+  newService,
   verifierOptions,
   type AdvertisedLimits,
   type ErrorInfo,
   type GoAwayInfo,
   type Hello,
   type HelloAck,
+  type MethodDesc,
   type Service,
+  type ServiceList,
+  type Shape,
   type VerifierOptions,
 } from './control.js';
+export {
+  /** The acceptor's compatibility check (`gatewire/services`' `check`). */
+  check as checkServices,
+  fnv1a32,
+  fnv1a64,
+  LIST_SERVICES,
+  methodId,
+  REAUTHENTICATE,
+  RESERVED_METHODS,
+  typeHash,
+} from './services.js';
 export {
   defaultLimits,
   defaultTimeouts,

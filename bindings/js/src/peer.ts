@@ -29,7 +29,7 @@
  */
 
 import type { ErrorInfo, Service } from './control.js';
-import { utf8Encode } from './control.js';
+import { encodeServiceList, utf8Encode } from './control.js';
 import {
   Connection as CoreConnection,
   message as makeMessage,
@@ -52,6 +52,7 @@ import {
 } from './errors.js';
 import type { Limits, Timeouts } from './limits.js';
 import { Router } from './router.js';
+import { LIST_SERVICES } from './services.js';
 import {
   AbortedError,
   ConfigError,
@@ -122,7 +123,21 @@ export interface ConnectionOptions {
   timeouts?: Partial<Timeouts> | undefined;
   /** Codecs to advertise. */
   codecs?: number[] | undefined;
-  /** Services to advertise. */
+  /**
+   * Services this endpoint serves (descriptors, usually from generated
+   * code): sent in the handshake and listed by the built-in `LIST_SERVICES`
+   * method. A server refuses, with `INCOMPATIBLE` and a message naming the
+   * difference, a client that uses a service it does not offer compatibly
+   * (`docs/PROTOCOL.md` §10.3).
+   */
+  offers?: Service[] | undefined;
+  /**
+   * Services this endpoint calls on its peer: sent in the handshake and
+   * listed by `LIST_SERVICES`. A client whose server does not offer them
+   * compatibly fails to connect with `INCOMPATIBLE`.
+   */
+  uses?: Service[] | undefined;
+  /** @deprecated The former name of {@link ConnectionOptions.offers}; used when `offers` is unset. */
   services?: Service[] | undefined;
   /** Implementation name sent in the handshake (default {@link AGENT}). */
   agent?: string | undefined;
@@ -488,7 +503,8 @@ class Driver {
           timeouts: options.timeouts,
           compression: false,
           codecs: options.codecs,
-          services: options.services,
+          services: options.offers ?? options.services,
+          uses: options.uses,
           auth: options.auth,
           agent: options.agent ?? AGENT,
         },
@@ -996,6 +1012,10 @@ class Driver {
   }
 
   #spawnUnary(id: number, method: number, msg: Message, deadline: number | undefined): void {
+    if (method === LIST_SERVICES) {
+      this.#listServices(id);
+      return;
+    }
     const handler = this.router.unaryHandler(method);
     if (handler === undefined) {
       this.core.sendError(id, ErrorCode.UNKNOWN_METHOD, { message: `no handler for method ${method}` });
@@ -1035,6 +1055,29 @@ class Driver {
         this.pump();
       })();
     });
+  }
+
+  /**
+   * Answers the built-in LIST_SERVICES (`docs/PROTOCOL.md` §10.4) with the
+   * services this endpoint offers and uses, whatever handlers the router has.
+   */
+  #listServices(id: number): void {
+    const list = {
+      offers: this.#options.offers ?? this.#options.services ?? [],
+      uses: this.#options.uses ?? [],
+    };
+    try {
+      try {
+        this.core.sendResponse(id, makeMessage(Codec.FLATBUFFERS, encodeServiceList(list)));
+      } catch (e) {
+        if (!(e instanceof MessageTooLargeError)) {
+          throw e;
+        }
+        this.core.sendError(id, ErrorCode.TOO_LARGE, { message: `response of ${e.len} bytes exceeds the limit ${e.max}` });
+      }
+    } catch {
+      // The call ended meanwhile (connection closed).
+    }
   }
 
   #sendStatus(id: number, status: Status): void {

@@ -25,13 +25,17 @@ import {
   type Limits,
   type Timeouts,
 } from '../src/index.js';
-import { eventJson, frameJson, parseCode, parseMessage, unhex, type Json } from './json.js';
+import { eventJson, frameJson, parseCode, parseMessage, servicesFromJson, unhex, type Json } from './json.js';
 
 /** Configuration overrides, as in the vector files. */
 export interface ConfigJson {
   limits?: Record<string, number>;
   timeouts_ms?: Record<string, number | null>;
   compression?: boolean;
+  /** Services offered, in the JSON form of the control vectors. */
+  services?: Json[];
+  /** Services used. */
+  uses?: Json[];
 }
 
 /** One step of a conversation. */
@@ -125,6 +129,8 @@ export function config(server: boolean, j: ConfigJson): ConnectionOptions {
     limits,
     timeouts: timeouts as Partial<Timeouts>,
     compression: j.compression ?? false,
+    services: servicesFromJson(j.services ?? []),
+    uses: servicesFromJson(j.uses ?? []),
   };
 }
 

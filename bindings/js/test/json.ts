@@ -39,6 +39,7 @@ import {
   type Message,
   type PeerInfo,
   type Service,
+  type ServiceList,
   type Side,
 } from '../src/index.js';
 
@@ -211,8 +212,99 @@ function limitsJson(l: AdvertisedLimits): Json {
   };
 }
 
-function servicesJson(s: readonly Service[]): Json {
-  return s.map((x) => ({ name: x.name, fingerprint: x.fingerprint.toString() }));
+/** The JSON form of service descriptors: u64 hashes as decimal strings. */
+export function servicesJson(s: readonly Service[]): Json {
+  return s.map((x) => ({
+    name: x.name,
+    fingerprint: x.fingerprint.toString(),
+    methods: x.methods.map((m) => ({
+      name: m.name,
+      id: m.id,
+      kind: m.kind,
+      request: m.request.toString(),
+      response: m.response.toString(),
+    })),
+    shapes: x.shapes.map((sh) => ({
+      name: sh.name,
+      type: sh.type.toString(),
+      fixed: sh.fixed,
+      slots: sh.slots.map((v) => v.toString()),
+    })),
+  }));
+}
+
+function u64Of(v: Json | undefined, what: string): bigint {
+  if (typeof v !== 'string' || !/^[0-9]+$/.test(v) || BigInt(v) > 0xffff_ffff_ffff_ffffn) {
+    throw new Error(`${what} must be a decimal string`);
+  }
+  return BigInt(v);
+}
+
+function strOf(v: Json | undefined, what: string): string {
+  if (typeof v !== 'string') {
+    throw new Error(`missing ${what}`);
+  }
+  return v;
+}
+
+function intOf(v: Json | undefined, max: number, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
+    throw new Error(`bad ${what}`);
+  }
+  return v;
+}
+
+function listOf(v: Json | undefined, what: string): Json[] {
+  if (!Array.isArray(v)) {
+    throw new Error(`${what}: expected an array`);
+  }
+  return v;
+}
+
+function objOf(v: Json | undefined, what: string): { [key: string]: Json } {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new Error(`${what}: expected an object`);
+  }
+  return v;
+}
+
+/** Reads service descriptors in the form {@link servicesJson} writes. */
+export function servicesFromJson(v: Json | undefined): Service[] {
+  return listOf(v, 'services').map((x) => {
+    const s = objOf(x, 'service');
+    return {
+      name: strOf(s['name'], 'service name'),
+      fingerprint: u64Of(s['fingerprint'], 'fingerprint'),
+      methods: listOf(s['methods'] ?? [], 'methods').map((y) => {
+        const m = objOf(y, 'method');
+        return {
+          name: strOf(m['name'], 'method name'),
+          id: intOf(m['id'], 0xffff_ffff, 'method id'),
+          kind: intOf(m['kind'], 0xff, 'method kind'),
+          request: u64Of(m['request'], 'request'),
+          response: u64Of(m['response'], 'response'),
+        };
+      }),
+      shapes: listOf(s['shapes'] ?? [], 'shapes').map((y) => {
+        const sh = objOf(y, 'shape');
+        const fixed = sh['fixed'];
+        if (typeof fixed !== 'boolean') {
+          throw new Error('shape: missing fixed');
+        }
+        return {
+          name: strOf(sh['name'], 'shape name'),
+          type: u64Of(sh['type'], 'type'),
+          fixed,
+          slots: listOf(sh['slots'], 'slots').map((z) => u64Of(z, 'slot')),
+        };
+      }),
+    };
+  });
+}
+
+/** The JSON form of a ServiceList table. */
+export function serviceListJson(l: ServiceList): Json {
+  return { offers: servicesJson(l.offers), uses: servicesJson(l.uses) };
 }
 
 /** The JSON form of a HELLO table. */
@@ -226,6 +318,7 @@ export function helloJson(h: Hello): Json {
     auth: h.auth === undefined ? null : hx(h.auth),
     services: servicesJson(h.services),
     agent: h.agent ?? null,
+    uses: servicesJson(h.uses),
   };
 }
 
@@ -240,6 +333,7 @@ export function helloAckJson(h: HelloAck): Json {
     codecs: h.codecs,
     services: servicesJson(h.services),
     agent: h.agent ?? null,
+    uses: servicesJson(h.uses),
   };
 }
 
@@ -261,6 +355,7 @@ function peerJson(p: PeerInfo): Json {
     codecs: p.codecs,
     services: servicesJson(p.services),
     agent: p.agent ?? null,
+    uses: servicesJson(p.uses),
   };
 }
 

@@ -35,7 +35,9 @@ import {
   type Frame,
   type Hello,
   type HelloAck,
+  type MethodDesc,
   type Service,
+  type Shape,
 } from '../src/index.js';
 import { frameErrorJson, rawFrameJson } from './json.js';
 
@@ -171,7 +173,24 @@ const limitsArb = fc.record({
   initialStreamCredit: u32,
   connectionCredit: u32,
 }, { noNullPrototype: true });
-const serviceArb: fc.Arbitrary<Service> = fc.record({ name: text, fingerprint: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }) }, { noNullPrototype: true });
+const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
+const methodArb: fc.Arbitrary<MethodDesc> = fc.record(
+  { name: text, id: u32, kind: fc.nat({ max: 255 }), request: u64, response: u64 },
+  { noNullPrototype: true },
+);
+const shapeArb: fc.Arbitrary<Shape> = fc.record(
+  { name: text, type: u64, fixed: fc.boolean(), slots: fc.array(u64, { maxLength: 5 }) },
+  { noNullPrototype: true },
+);
+const serviceArb: fc.Arbitrary<Service> = fc.record(
+  {
+    name: text,
+    fingerprint: u64,
+    methods: fc.array(methodArb, { maxLength: 3 }),
+    shapes: fc.array(shapeArb, { maxLength: 3 }),
+  },
+  { noNullPrototype: true },
+);
 const helloArb: fc.Arbitrary<Hello> = fc
   .record({
     minVersion: u16,
@@ -182,6 +201,7 @@ const helloArb: fc.Arbitrary<Hello> = fc
     auth: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: undefined }),
     services: fc.array(serviceArb, { maxLength: 4 }),
     agent: fc.option(text, { nil: undefined }),
+    uses: fc.array(serviceArb, { maxLength: 3 }),
   }, { noNullPrototype: true })
   .map((h) => (h.minVersion > h.maxVersion ? { ...h, minVersion: h.maxVersion, maxVersion: h.minVersion } : h));
 const helloAckArb: fc.Arbitrary<HelloAck> = fc.record({
@@ -193,6 +213,7 @@ const helloAckArb: fc.Arbitrary<HelloAck> = fc.record({
   codecs: byteList,
   services: fc.array(serviceArb, { maxLength: 4 }),
   agent: fc.option(text, { nil: undefined }),
+  uses: fc.array(serviceArb, { maxLength: 3 }),
 }, { noNullPrototype: true });
 
 function onlyControlErrors(f: () => unknown): void {

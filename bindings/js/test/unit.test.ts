@@ -42,6 +42,7 @@ import {
   InvalidFlagsError,
   InvalidLimitError,
   isApplicationCode,
+  newService,
   isExtension,
   MAX_FRAME_CEILING,
   newFrame,
@@ -254,8 +255,9 @@ function fullHello(): Hello {
     compression: [1],
     codecs: [0, 1, 2],
     auth: enc.encode('token'),
-    services: [{ name: 'chart.Chart', fingerprint: 0x0123_4567_89ab_cdefn }],
+    services: [newService('chart.Chart', 0x0123_4567_89ab_cdefn)],
     agent: 'gatewire-ts/0.1',
+    uses: [],
   };
 }
 
@@ -273,11 +275,9 @@ describe('control tables', () => {
       limits: emptyAdvertisedLimits(),
       compression: [],
       codecs: [3],
-      services: [
-        { name: 'a', fingerprint: 0xffff_ffff_ffff_ffffn },
-        { name: 'b', fingerprint: 0n },
-      ],
+      services: [newService('a', 0xffff_ffff_ffff_ffffn), newService('b')],
       agent: undefined,
+      uses: [newService('c', 1n)],
     };
     assert.deepEqual(decodeHelloAck(encodeHelloAck(ack)), ack);
     const e = { message: 'boom', details: Uint8Array.of(1, 2) };

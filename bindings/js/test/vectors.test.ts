@@ -13,10 +13,17 @@ import {
   decodeGoAway,
   decodeHello,
   decodeHelloAck,
+  decodeServiceList,
   encodeErrorInfo,
   encodeGoAway,
   encodeHello,
   encodeHelloAck,
+  encodeServiceList,
+  checkServices,
+  fnv1a64,
+  IncompatibleError,
+  methodId,
+  typeHash,
   FrameDecoder,
   FrameError,
   ReadBuffer,
@@ -31,6 +38,8 @@ import {
   helloJson,
   hx,
   rawFrameJson,
+  serviceListJson,
+  servicesFromJson,
   unhex,
   vectorsDir,
   type ErrorJson,
@@ -53,7 +62,7 @@ interface FrameCase {
 interface ControlCase {
   name: string;
   note: string;
-  table: 'Hello' | 'HelloAck' | 'ErrorInfo' | 'GoAway';
+  table: 'Hello' | 'HelloAck' | 'ErrorInfo' | 'GoAway' | 'ServiceList';
   hex: string;
   value: Json;
   invalid: boolean;
@@ -158,6 +167,12 @@ describe('control.json', () => {
             reencoded = encodeGoAway(v);
             break;
           }
+          case 'ServiceList': {
+            const v = decodeServiceList(bytes);
+            value = serviceListJson(v);
+            reencoded = encodeServiceList(v);
+            break;
+          }
         }
       } catch (e) {
         assert.ok(e instanceof Error && 'code' in e, `decode threw a non-gatewire error: ${String(e)}`);
@@ -182,6 +197,58 @@ describe('conversations.json', () => {
   for (const conv of file.conversations) {
     it(conv.name, () => {
       run(conv);
+    });
+  }
+});
+
+interface ServicesFile {
+  version: number;
+  method_ids: { service: string; method: string; id: number }[];
+  hashes: { text: string; fnv1a64: string }[];
+  checks: {
+    name: string;
+    note: string;
+    server_offers: Json;
+    server_uses: Json;
+    client_offers: Json;
+    client_uses: Json;
+    error: string | null;
+  }[];
+}
+
+describe('services.json', () => {
+  const file = load<ServicesFile>('services.json');
+  it('has every kind of case', () => {
+    assert.equal(file.version, 1);
+    assert.ok(file.method_ids.length > 0 && file.hashes.length > 0);
+    assert.ok(file.checks.some((c) => c.error === null) && file.checks.some((c) => c.error !== null));
+  });
+  for (const c of file.method_ids) {
+    it(`method id ${c.service}/${c.method}`, () => {
+      assert.equal(methodId(c.service, c.method), c.id);
+    });
+  }
+  for (const c of file.hashes) {
+    it(`fnv1a64 ${JSON.stringify(c.text)}`, () => {
+      assert.equal(fnv1a64(c.text).toString(), c.fnv1a64);
+      assert.equal(fnv1a64(new TextEncoder().encode(c.text)).toString(), c.fnv1a64);
+      assert.equal(typeHash(c.text).toString(), c.fnv1a64);
+    });
+  }
+  for (const c of file.checks) {
+    it(`check ${c.name}`, () => {
+      const run = (): void =>
+        checkServices(
+          servicesFromJson(c.server_offers),
+          servicesFromJson(c.server_uses),
+          servicesFromJson(c.client_offers),
+          servicesFromJson(c.client_uses),
+        );
+      if (c.error === null) {
+        run();
+      } else {
+        assert.throws(run, (e: unknown) => e instanceof IncompatibleError && e.message === c.error);
+      }
     });
   }
 });

@@ -5,16 +5,19 @@ rarely reach, with empty expectations for the Rust recorder to fill.
 They cover the rules of the Rust core's "MIN_FRAGMENT" change: the derived
 fragment limit, the sender's minimum worthwhile frame, the 1 KiB minimum
 windows (our own and advertised), events after a skipped open, the GOAWAY
-last id that never increases and the grant remainder kept."""
+last id that never increases and the grant remainder kept; and the
+acceptor's service check (``docs/PROTOCOL.md`` §10.3) on every case of
+``services.json``, with HELLOs whose descriptors the Python encoder wrote."""
 
 from __future__ import annotations
 
 from gatewire.code import ErrorCode
 from gatewire.codec import Frame
-from gatewire.control import AdvertisedLimits, Hello, HelloAck
+from gatewire.control import AdvertisedLimits, Hello, HelloAck, MethodKind, Service
 from gatewire.frame import Flags, FrameType, Header
 
-from .vectorjson import Json
+from .services_support import changed_chart, chart
+from .vectorjson import Json, load, services_json
 
 _STATE: Json = {
     "connected": False,
@@ -190,4 +193,22 @@ def directed() -> list[Json]:
     s.call("client", "send_stream_data", id=1, message=body(600)).exchange()
     s.call("server", "grant_credit", id=1, n=1).exchange()
     v.append(s.done("grant-remainder", server=_limits(initial_stream_credit=1024)))
+
+    # The acceptor's service check, on each case of services.json.
+    for case in load("services.json")["checks"]:
+        s = Script().handshake()
+        client = {"services": case["client_offers"], "uses": case["client_uses"]}
+        server = {"services": case["server_offers"], "uses": case["server_uses"]}
+        v.append(s.done(f"services-{case['name']}", client=client, server=server))
+    # HELLOs with descriptors from the Python encoder, read by the Rust core.
+    evolved = chart((("Clear", MethodKind.EVENT),), ("string",))
+    offers = {"services": services_json((chart(),))}
+    for name, uses in (("evolved", evolved), ("changed", changed_chart())):
+        hello = Hello(
+            min_version=1, max_version=1, services=(Service("ui.Page", 3),), uses=(uses,)
+        ).encode()
+        s = Script().drop("client")
+        s.inject("server", frame_hex(FrameType.HELLO, 0, 0, 0, hello))
+        s.events("server").call("server", "accept").deliver("server").events("server")
+        v.append(s.done(f"services-python-hello-{name}", server=offers))
     return v

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import pytest
 
+from gatewire import services
 from gatewire.codec import Frame, FrameDecoder
-from gatewire.exceptions import FrameError
+from gatewire.exceptions import FrameError, Incompatible
 
-from .vectorjson import Json, decode_control, frame_error_json, load, raw_frame_json, run
+from .vectorjson import (
+    Json,
+    decode_control,
+    frame_error_json,
+    load,
+    raw_frame_json,
+    run,
+    services_from_json,
+)
 
 FRAMES = load("frames.json")
 CONTROL = load("control.json")
 CONVERSATIONS = load("conversations.json")
+SERVICES = load("services.json")
 
 
 def _decode_chunked(
@@ -96,3 +106,38 @@ def test_control(case: Json) -> None:
 @pytest.mark.parametrize("conv", CONVERSATIONS["conversations"], ids=lambda c: c["name"])
 def test_conversation(conv: Json) -> None:
     run(conv)
+
+
+def test_services_file_is_complete() -> None:
+    assert SERVICES["version"] == 1
+    assert SERVICES["method_ids"]
+    assert SERVICES["hashes"]
+    assert any(c["error"] is None for c in SERVICES["checks"])
+    assert any(c["error"] is not None for c in SERVICES["checks"])
+
+
+@pytest.mark.parametrize(
+    "case", SERVICES["method_ids"], ids=lambda c: f"{c['service']}/{c['method']}"
+)
+def test_method_id(case: Json) -> None:
+    assert services.method_id(case["service"], case["method"]) == case["id"]
+
+
+@pytest.mark.parametrize("case", SERVICES["hashes"], ids=lambda c: repr(c["text"]))
+def test_fnv1a64(case: Json) -> None:
+    assert str(services.fnv1a64(case["text"].encode())) == case["fnv1a64"]
+    assert str(services.type_hash(case["text"])) == case["fnv1a64"]
+
+
+@pytest.mark.parametrize("case", SERVICES["checks"], ids=lambda c: c["name"])
+def test_service_check(case: Json) -> None:
+    lists = [
+        services_from_json(case[k])
+        for k in ("server_offers", "server_uses", "client_offers", "client_uses")
+    ]
+    if case["error"] is None:
+        services.check(*lists)
+    else:
+        with pytest.raises(Incompatible) as e:
+            services.check(*lists)
+        assert e.value.message == case["error"]

@@ -13,7 +13,18 @@ from typing import Any
 from gatewire import exceptions as ex
 from gatewire.code import ErrorCode
 from gatewire.codec import Frame
-from gatewire.control import AdvertisedLimits, ErrorInfo, GoAwayInfo, Hello, HelloAck, Service
+from gatewire.control import (
+    AdvertisedLimits,
+    ErrorInfo,
+    GoAwayInfo,
+    Hello,
+    HelloAck,
+    MethodDesc,
+    MethodKind,
+    Service,
+    ServiceList,
+    Shape,
+)
 from gatewire.frame import Codec, FrameType
 from gatewire.limits import Limits, Timeouts
 from gatewire.protocol import (
@@ -155,7 +166,95 @@ def limits_json(lim: AdvertisedLimits) -> Json:
 
 
 def services_json(services: tuple[Service, ...]) -> Json:
-    return [{"name": s.name, "fingerprint": str(s.fingerprint)} for s in services]
+    """The JSON form of service descriptors: u64 hashes as decimal strings."""
+    return [
+        {
+            "name": s.name,
+            "fingerprint": str(s.fingerprint),
+            "methods": [
+                {
+                    "name": m.name,
+                    "id": m.id,
+                    "kind": int(m.kind),
+                    "request": str(m.request),
+                    "response": str(m.response),
+                }
+                for m in s.methods
+            ],
+            "shapes": [
+                {
+                    "name": sh.name,
+                    "type": str(sh.ty),
+                    "fixed": sh.fixed,
+                    "slots": [str(x) for x in sh.slots],
+                }
+                for sh in s.shapes
+            ],
+        }
+        for s in services
+    ]
+
+
+def _u64_str(v: Json, what: str) -> int:
+    if not isinstance(v, str) or not v.isdigit() or int(v) > 0xFFFF_FFFF_FFFF_FFFF:
+        raise ValueError(f"{what} must be a decimal string")
+    return int(v)
+
+
+def _str_field(v: Json, key: str) -> str:
+    x = v.get(key)
+    if not isinstance(x, str):
+        raise ValueError(f"service: missing {key}")
+    return x
+
+
+def services_from_json(v: Json) -> tuple[Service, ...]:
+    """Reads service descriptors in the form :func:`services_json` writes."""
+    if not isinstance(v, list):
+        raise ValueError("services: expected an array")
+    out = []
+    for s in v:
+        methods = []
+        for m in s.get("methods") or []:
+            id_, kind = m.get("id"), m.get("kind")
+            if not isinstance(id_, int) or not 0 <= id_ <= 0xFFFF_FFFF:
+                raise ValueError("method: bad id")
+            if not isinstance(kind, int) or not 0 <= kind <= 0xFF:
+                raise ValueError("method: bad kind")
+            methods.append(
+                MethodDesc(
+                    name=_str_field(m, "name"),
+                    id=id_,
+                    kind=MethodKind(kind),
+                    request=_u64_str(m.get("request"), "request"),
+                    response=_u64_str(m.get("response"), "response"),
+                )
+            )
+        shapes = []
+        for sh in s.get("shapes") or []:
+            slots = sh.get("slots")
+            if not isinstance(slots, list):
+                raise ValueError("shape: missing slots")
+            fixed = sh.get("fixed")
+            if not isinstance(fixed, bool):
+                raise ValueError("shape: missing fixed")
+            shapes.append(
+                Shape(
+                    name=_str_field(sh, "name"),
+                    ty=_u64_str(sh.get("type"), "type"),
+                    fixed=fixed,
+                    slots=tuple(_u64_str(x, "slot") for x in slots),
+                )
+            )
+        out.append(
+            Service(
+                name=_str_field(s, "name"),
+                fingerprint=_u64_str(s.get("fingerprint"), "fingerprint"),
+                methods=tuple(methods),
+                shapes=tuple(shapes),
+            )
+        )
+    return tuple(out)
 
 
 def hello_json(h: Hello) -> Json:
@@ -168,6 +267,7 @@ def hello_json(h: Hello) -> Json:
         "auth": None if h.auth is None else h.auth.hex(),
         "services": services_json(h.services),
         "agent": h.agent,
+        "uses": services_json(h.uses),
     }
 
 
@@ -181,6 +281,7 @@ def hello_ack_json(h: HelloAck) -> Json:
         "codecs": list(h.codecs),
         "services": services_json(h.services),
         "agent": h.agent,
+        "uses": services_json(h.uses),
     }
 
 
@@ -192,6 +293,10 @@ def goaway_json(g: GoAwayInfo) -> Json:
     return {"message": g.message}
 
 
+def service_list_json(sl: ServiceList) -> Json:
+    return {"offers": services_json(sl.offers), "uses": services_json(sl.uses)}
+
+
 def peer_json(p: PeerInfo) -> Json:
     return {
         "version": p.version,
@@ -200,6 +305,7 @@ def peer_json(p: PeerInfo) -> Json:
         "codecs": list(p.codecs),
         "services": services_json(p.services),
         "agent": p.agent,
+        "uses": services_json(p.uses),
     }
 
 
@@ -226,6 +332,8 @@ def decode_control(table: str, payload: bytes) -> Json | None:
             return error_info_json(ErrorInfo.decode(payload))
         if table == "GoAway":
             return goaway_json(GoAwayInfo.decode(payload))
+        if table == "ServiceList":
+            return service_list_json(ServiceList.decode(payload))
     except ex.ControlError:
         return None
     raise ValueError(f"unknown table {table}")
@@ -334,6 +442,8 @@ def config(server: bool, j: Json) -> Config:
         limits=replace(Limits(), **limits),
         timeouts=replace(Timeouts(), **timeouts),
         compression=bool(j.get("compression", False)),
+        services=services_from_json(j.get("services", [])),
+        uses=services_from_json(j.get("uses", [])),
     )
     c.limits.validate()
     return c

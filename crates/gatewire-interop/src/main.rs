@@ -2,9 +2,25 @@
 //! packages. Tests start it themselves.
 //!
 //! ```text
-//! interop-peer serve URL...   # prints "listening <endpoint>" per URL, then serves until stdin closes
-//! interop-peer client URL     # runs the interop script against a server; exits 0 and prints "ok" on success
+//! interop-peer serve [SERVE OPTIONS] URL...   # prints "listening <endpoint>" per URL, then serves until stdin closes
+//! interop-peer client [CLIENT OPTIONS] URL    # runs the interop script against a server; exits 0 and prints "ok" on success
 //! ```
+//!
+//! Options (each takes one value; tls:// and wss:// need them, the other
+//! schemes ignore the TLS ones):
+//!
+//! | command | option | meaning |
+//! |---|---|---|
+//! | serve | `--cert FILE --key FILE` | the server's PEM certificate chain and key for `tls://` and `wss://` |
+//! | serve | `--client-ca FILE` | require client certificates issued by this CA; they authenticate the client |
+//! | serve | `--token TOKEN` | accept clients sending this token (repeatable); with `--client-ca` too, either suffices |
+//! | client | `--ca FILE` | trust this CA for the server's certificate |
+//! | client | `--cert FILE --key FILE` | present this client certificate (mTLS) |
+//! | client | `--server-name NAME` | verify the server's certificate for this name instead of the URL's host |
+//! | client | `--token TOKEN` | send this token in the handshake |
+//!
+//! A client whose connect fails prints `error: connect failed with code
+//! NAME (0xNNNN): ...` on stderr and exits 1.
 //!
 //! The interop service (every language implements the same one):
 //!
@@ -17,12 +33,14 @@
 //! | 5 | unary | fails with code 0x8001, message "requested error" |
 //! | 6 | unary | request: u32 LE milliseconds; sleeps that long, then echoes |
 //! | 7 | event | sent back to the caller as event 8 with the same body |
+//! | 9 | unary | returns the caller's identity as `method:subject` (`token:interop`, `certificate:<name>`, `anonymous:`) |
 //! | 100 | unary (served by the client) | the client's callback: echoes with "client:" prepended |
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gatewire::{Builder, Connection, ErrorCode, Message, Router, Status};
+use gatewire::auth::{AnyAuthenticator, MtlsAuthenticator, TokenAuthenticator};
+use gatewire::{Builder, Connection, ErrorCode, Message, Router, Status, TlsClientConfig, TlsServerConfig};
 use tokio::io::AsyncReadExt;
 
 fn u32_of(m: &Message) -> Result<u32, Status> {
@@ -56,6 +74,102 @@ fn service() -> Router {
         .event(7, |ctx, m: Message| async move {
             let _ = ctx.connection().emit(8, m).await;
         })
+        .unary(9, |ctx, _m: Message| async move {
+            let who = ctx.identity().map(|id| format!("{}:{}", id.method(), id.subject())).unwrap_or_default();
+            Ok(Message::raw(who.into_bytes()))
+        })
+}
+
+/// The subject the server gives clients authenticated by `--token`.
+const TOKEN_SUBJECT: &str = "interop";
+
+/// TLS and authentication options of either command.
+#[derive(Default)]
+struct Flags {
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+    client_ca: Option<String>,
+    server_name: Option<String>,
+    tokens: Vec<String>,
+}
+
+/// Splits `args` into options and URLs; `allowed` lists the options the
+/// command takes.
+fn parse_flags(args: &[String], allowed: &[&str]) -> Result<(Flags, Vec<String>), String> {
+    let mut flags = Flags::default();
+    let mut urls = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if !arg.starts_with("--") {
+            urls.push(arg.clone());
+            continue;
+        }
+        if !allowed.contains(&arg.as_str()) {
+            return Err(format!("unknown option {arg}"));
+        }
+        let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?.clone();
+        match arg.as_str() {
+            "--cert" => flags.cert = Some(value),
+            "--key" => flags.key = Some(value),
+            "--ca" => flags.ca = Some(value),
+            "--client-ca" => flags.client_ca = Some(value),
+            "--server-name" => flags.server_name = Some(value),
+            _ => flags.tokens.push(value),
+        }
+    }
+    if flags.cert.is_some() != flags.key.is_some() {
+        return Err("--cert and --key go together".into());
+    }
+    Ok((flags, urls))
+}
+
+/// The server's builder: TLS identity, client CA and authenticators from
+/// the flags.
+fn server_builder(flags: &Flags) -> Result<Builder, String> {
+    let mut builder = Builder::new().router(service()).compression(Some(1024));
+    if let (Some(cert), Some(key)) = (&flags.cert, &flags.key) {
+        let mut tls = TlsServerConfig::builder().identity_files(cert, key).map_err(|e| e.to_string())?;
+        if let Some(ca) = &flags.client_ca {
+            tls = tls.client_ca_file(ca).map_err(|e| e.to_string())?;
+        }
+        builder = builder.tls_server(tls.build().map_err(|e| e.to_string())?);
+    } else if flags.client_ca.is_some() {
+        return Err("--client-ca needs --cert and --key".into());
+    }
+    let tokens = (!flags.tokens.is_empty())
+        .then(|| flags.tokens.iter().fold(TokenAuthenticator::new(), |auth, t| auth.token(TOKEN_SUBJECT, t.as_str())));
+    builder = match (flags.client_ca.is_some(), tokens) {
+        (true, Some(tokens)) => builder.authenticator(AnyAuthenticator::new().or(MtlsAuthenticator::new()).or(tokens)),
+        (true, None) => builder.authenticator(MtlsAuthenticator::new()),
+        (false, Some(tokens)) => builder.authenticator(tokens),
+        (false, None) => builder,
+    };
+    Ok(builder)
+}
+
+/// The client's builder: trust, client certificate, server name and token
+/// from the flags.
+fn client_builder(flags: &Flags, router: Router) -> Result<Builder, String> {
+    let mut builder = Builder::new().router(router).compression(Some(1024));
+    if let Some(ca) = &flags.ca {
+        let mut tls = TlsClientConfig::builder().root_ca_file(ca).map_err(|e| e.to_string())?;
+        if let (Some(cert), Some(key)) = (&flags.cert, &flags.key) {
+            tls = tls.identity_files(cert, key).map_err(|e| e.to_string())?;
+        }
+        if let Some(name) = &flags.server_name {
+            tls = tls.server_name(name).map_err(|e| e.to_string())?;
+        }
+        builder = builder.tls_client(tls.build().map_err(|e| e.to_string())?);
+    } else if flags.cert.is_some() || flags.server_name.is_some() {
+        return Err("--cert, --key and --server-name need --ca".into());
+    }
+    match flags.tokens.as_slice() {
+        [] => {}
+        [token] => builder = builder.token(token.as_str()),
+        _ => return Err("a client sends at most one --token".into()),
+    }
+    Ok(builder)
 }
 
 /// The client's side of the service: the callback.
@@ -73,10 +187,13 @@ fn callbacks(events: tokio::sync::mpsc::Sender<Message>) -> Router {
         })
 }
 
-async fn serve(urls: &[String]) -> Result<(), String> {
+async fn serve(args: &[String]) -> Result<(), String> {
+    let (flags, urls) = parse_flags(args, &["--cert", "--key", "--client-ca", "--token"])?;
+    if urls.is_empty() {
+        return Err(USAGE.into());
+    }
     let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let server =
-        Builder::new().router(service()).compression(Some(1024)).serve(&urls).await.map_err(|e| e.to_string())?;
+    let server = server_builder(&flags)?.serve(&urls).await.map_err(|e| e.to_string())?;
     for e in server.local_endpoints() {
         println!("listening {e}");
     }
@@ -130,10 +247,14 @@ async fn script(conn: &Connection, events: &mut tokio::sync::mpsc::Receiver<Mess
     Ok(())
 }
 
-async fn client(url: &str) -> Result<(), String> {
+async fn client(args: &[String]) -> Result<(), String> {
+    let (flags, urls) = parse_flags(args, &["--ca", "--cert", "--key", "--server-name", "--token"])?;
+    let [url] = urls.as_slice() else { return Err(USAGE.into()) };
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let conn =
-        Builder::new().router(callbacks(tx)).compression(Some(1024)).connect(url).await.map_err(|e| e.to_string())?;
+    let conn = client_builder(&flags, callbacks(tx))?
+        .connect(url)
+        .await
+        .map_err(|e| format!("connect failed with code {}: {e}", e.code()))?;
     tokio::time::timeout(Duration::from_secs(60), script(&conn, &mut rx))
         .await
         .map_err(|_| "interop script timed out")??;
@@ -142,13 +263,16 @@ async fn client(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+const USAGE: &str = "usage: interop-peer serve [--cert FILE --key FILE] [--client-ca FILE] [--token TOKEN]... URL... \
+                     | interop-peer client [--ca FILE] [--cert FILE --key FILE] [--server-name NAME] [--token TOKEN] URL";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.split_first() {
-        Some((cmd, urls)) if cmd == "serve" && !urls.is_empty() => serve(urls).await,
-        Some((cmd, [url])) if cmd == "client" => client(url).await,
-        _ => Err("usage: interop-peer serve URL... | interop-peer client URL".into()),
+        Some((cmd, rest)) if cmd == "serve" => serve(rest).await,
+        Some((cmd, rest)) if cmd == "client" => client(rest).await,
+        _ => Err(USAGE.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -83,6 +83,24 @@ pub use server::Server;
 pub use stream::{RecvStream, SendStream};
 pub use transport::tls::{TlsClientConfig, TlsServerConfig};
 
+/// Internals the fuzz targets in `fuzz/` drive directly; built only with
+/// the `fuzzing` feature, which nothing else enables.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::{Message, Status};
+
+    /// The runtime's zstd compression of a message body.
+    pub fn compress(message: Message, level: i32) -> Message {
+        crate::compress::compress(message, level)
+    }
+
+    /// The runtime's bounded zstd decompression.
+    pub fn decompress(message: Message) -> Result<Message, Status> {
+        crate::compress::decompress(message)
+    }
+}
+
 /// Connects to `url` with the default configuration and no handlers.
 pub async fn connect(url: &str) -> Result<Connection> {
     Builder::new().connect(url).await

@@ -134,6 +134,6 @@ async fn list_services_is_built_in_and_authorized_like_any_method() {
 
     // Other reserved ids are unknown methods.
     let (c, _s) = pair(Builder::new(), Builder::new()).await;
-    let e = c.unwrap().call(LIST_SERVICES + 1, Message::raw(&b""[..])).await.unwrap_err();
+    let e = c.unwrap().call(LIST_SERVICES + 0x80, Message::raw(&b""[..])).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::UNKNOWN_METHOD);
 }

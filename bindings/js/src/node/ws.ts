@@ -1,6 +1,8 @@
 /**
  * WebSocket for Node over the `ws` package: the client (`ws://`, `wss://`)
- * and the server side of a listener.
+ * and the server side of a listener. `wss://` verifies the server's
+ * certificate and name as `tls://` does (see `./tls.ts`) and offers ALPN
+ * `http/1.1`.
  *
  * Every gatewire frame is one binary message; both ends require the
  * `gatewire.v1` subprotocol. Incoming messages are capped at the gatewire
@@ -18,14 +20,25 @@
  */
 
 import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 
 import WebSocket from 'ws';
 
+import { parseEndpoint } from '../endpoint.js';
 import { HEADER_LEN } from '../frame.js';
-import { AbortedError, TransportError } from '../rpc-errors.js';
+import { AbortedError, ConfigError, TransportError } from '../rpc-errors.js';
 import type { AbortSignalLike } from '../runtime.js';
-import type { Transport, TransportEvents, TransportInfo } from '../transport.js';
+import type { Transport, TransportEvents } from '../transport.js';
 import { SUBPROTOCOL } from '../transports/websocket.js';
+import {
+  ALPN_HTTP11,
+  clientTlsOptions,
+  sessionInfo,
+  tlsErrorFrom,
+  type NodeTransportInfo,
+  type TlsClientOptions,
+  type TlsInfo,
+} from './tls.js';
 
 export { SUBPROTOCOL };
 
@@ -49,16 +62,19 @@ function toBytes(data: WebSocket.RawData): Uint8Array {
 /** An established `ws` WebSocket, as a `'message'` transport. */
 export class NodeWebSocketTransport implements Transport {
   readonly framing = 'message';
-  readonly info: TransportInfo;
+  readonly info: NodeTransportInfo;
   readonly ws: WebSocket;
   #events: TransportEvents | undefined = undefined;
   readonly #early: ((e: TransportEvents) => void)[] = [];
   #ended = false;
 
-  /** Wraps an open `ws` socket that selected {@link SUBPROTOCOL}; `address` is what {@link TransportInfo.address} says. */
-  constructor(ws: WebSocket, address: string) {
+  /**
+   * Wraps an open `ws` socket that selected {@link SUBPROTOCOL}; `address` is
+   * what `info.address` says, `tls` the session facts under `wss://`.
+   */
+  constructor(ws: WebSocket, address: string, tls?: TlsInfo) {
     this.ws = ws;
-    this.info = { address };
+    this.info = tls === undefined ? { address } : { address, tls };
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
       if (!isBinary) {
@@ -183,7 +199,9 @@ export interface NodeWebSocketDialOptions {
   maxFrame?: number | undefined;
   /** An `Origin` header to send (non-browser clients normally send none). */
   origin?: string | undefined;
-  /** Extra `ws` client options (TLS trust for `wss://`: `ca`, `rejectUnauthorized`...). */
+  /** `wss://`: trust anchors, client certificate and server name (default: Node's roots, the URL's host). */
+  tls?: TlsClientOptions | undefined;
+  /** Extra `ws` client options. */
   wsOptions?: WebSocket.ClientOptions | undefined;
 }
 
@@ -191,6 +209,8 @@ export interface NodeWebSocketDialOptions {
  * Connects to `url` (`ws://` or `wss://`) with the `gatewire.v1`
  * subprotocol and resolves once the upgrade completed.
  *
+ * @throws {CertificateVerifyError} `wss://`: the server's certificate did not verify (`HostnameMismatchError`: not for this name).
+ * @throws {TlsError} `wss://`: another TLS failure (our client certificate refused...).
  * @throws {TransportError} when the connection or upgrade fails, times out,
  *   or the server does not select the subprotocol.
  */
@@ -200,12 +220,31 @@ export function connectWebSocket(url: string, options: NodeWebSocketDialOptions 
     return Promise.reject(new AbortedError(signal.reason));
   }
   const timeoutMs = options.timeoutMs ?? 10_000;
+  let secure: { host: string; tls: WebSocket.ClientOptions } | undefined;
+  try {
+    const endpoint = parseEndpoint(url);
+    if (endpoint.scheme === 'wss') {
+      // ws hands these to `https.request`, so node:tls's `checkServerIdentity`
+      // signature is the one that applies, not the older one @types/ws declares.
+      const tls = clientTlsOptions(options.tls ?? {}, endpoint.host, ALPN_HTTP11) as unknown as WebSocket.ClientOptions;
+      secure = { host: endpoint.host, tls };
+    }
+  } catch (e) {
+    return Promise.reject(e instanceof ConfigError ? e : new ConfigError(e instanceof Error ? e.message : String(e), e));
+  }
   const ws = new WebSocket(url, SUBPROTOCOL, {
     ...options.wsOptions,
+    ...secure?.tls,
     maxPayload: (options.maxFrame ?? 1 << 20) + HEADER_LEN,
     perMessageDeflate: false,
     handshakeTimeout: timeoutMs,
     ...(options.origin !== undefined ? { origin: options.origin } : {}),
+  });
+  let tlsSocket: TLSSocket | undefined;
+  ws.once('upgrade', (res: IncomingMessage) => {
+    if (secure !== undefined) {
+      tlsSocket = res.socket as TLSSocket;
+    }
   });
   return new Promise<NodeWebSocketTransport>((resolve, reject) => {
     let settled = false;
@@ -224,7 +263,8 @@ export function connectWebSocket(url: string, options: NodeWebSocketDialOptions 
         ws.terminate();
         reject(error);
       } else {
-        resolve(new NodeWebSocketTransport(ws, url));
+        const tls = tlsSocket === undefined ? undefined : sessionInfo(tlsSocket, options.tls?.serverName ?? secure?.host);
+        resolve(new NodeWebSocketTransport(ws, url, tls));
       }
     };
     const onOpen = (): void => {
@@ -234,7 +274,11 @@ export function connectWebSocket(url: string, options: NodeWebSocketDialOptions 
         finish(undefined);
       }
     };
-    const onError = (e: Error): void => finish(new TransportError(`websocket connect to ${url} failed: ${e.message}`, e));
+    const onError = (e: Error): void =>
+      finish(
+        tlsErrorFrom(e, `TLS with ${url} failed`) ??
+          new TransportError(`websocket connect to ${url} failed: ${e.message}`, e),
+      );
     const onResponse = (_req: unknown, res: IncomingMessage): void => {
       res.resume();
       finish(new TransportError(`websocket upgrade refused with HTTP ${res.statusCode ?? 0}`));

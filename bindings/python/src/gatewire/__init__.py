@@ -13,6 +13,8 @@ Layers (mirroring ``gatewire_proto``):
 - :mod:`gatewire.codec`: whole frames over a byte stream.
 - :mod:`gatewire.control`: the FlatBuffers control tables, verified before
   use.
+- :mod:`gatewire.services`: derived method ids, type hashes and the
+  acceptor's compatibility check of service descriptors.
 - :mod:`gatewire.limits`: :class:`Limits` and :class:`Timeouts`.
 - :mod:`gatewire.protocol`: the :class:`Connection` state machine.
 - :mod:`gatewire.exceptions`: every exception, in one tree.
@@ -37,7 +39,18 @@ milliseconds from an origin the runtime picks.
 
 from .code import ErrorCode
 from .codec import Frame, FrameDecoder
-from .control import AdvertisedLimits, ErrorInfo, GoAwayInfo, Hello, HelloAck, Service
+from .control import (
+    AdvertisedLimits,
+    ErrorInfo,
+    GoAwayInfo,
+    Hello,
+    HelloAck,
+    MethodDesc,
+    MethodKind,
+    Service,
+    ServiceList,
+    Shape,
+)
 from .exceptions import (
     ApiError,
     Blocked,
@@ -125,6 +138,8 @@ __all__ = [
     "Limits",
     "Message",
     "MessageTooLarge",
+    "MethodDesc",
+    "MethodKind",
     "PeerInfo",
     "Pong",
     "Request",
@@ -132,6 +147,8 @@ __all__ = [
     "Role",
     "SendError",
     "Service",
+    "ServiceList",
+    "Shape",
     "Side",
     "StreamData",
     "StreamOpened",

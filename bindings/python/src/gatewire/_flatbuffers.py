@@ -155,6 +155,19 @@ class Reader:
 
     # ----- typed fields ------------------------------------------------------
 
+    def u8(self, table: TableRef, voffset: int) -> int:
+        """A ``ubyte`` field (default 0)."""
+        pos = self._field(table, voffset)
+        if pos is None:
+            return 0
+        self._in_buffer(pos, 1, "u8")
+        return self._buf[pos]
+
+    def bool(self, table: TableRef, voffset: int) -> bool:
+        """A ``bool`` field (default false): any non-zero byte is true, as in
+        Rust."""
+        return self.u8(table, voffset) != 0
+
     def u16(self, table: TableRef, voffset: int) -> int:
         """A ``uint16`` field (default 0)."""
         pos = self._field(table, voffset)
@@ -190,6 +203,14 @@ class Reader:
             return None
         start, count = self._vector(pos + self._u32(pos), 1)
         return self._buf[start : start + count]
+
+    def u64_vector(self, table: TableRef, voffset: int) -> list[int] | None:
+        """A ``[uint64]`` field."""
+        pos = self._field(table, voffset)
+        if pos is None:
+            return None
+        start, count = self._vector(pos + self._u32(pos), 8)
+        return [_U64.unpack_from(self._buf, start + 8 * i)[0] for i in range(count)]
 
     def string(self, table: TableRef, voffset: int) -> str | None:
         """An optional ``string`` field: strict UTF-8, NUL-terminated."""
@@ -229,6 +250,13 @@ class Reader:
 
 
 @dataclass(frozen=True, slots=True)
+class U8:
+    """A ``ubyte`` or ``bool`` field value."""
+
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
 class U16:
     """A ``uint16`` field value."""
 
@@ -264,6 +292,13 @@ class Bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class U64s:
+    """A ``[uint64]`` field value."""
+
+    value: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     """A table: fields by schema index; ``None`` entries are absent."""
 
@@ -277,10 +312,12 @@ class Tables:
     value: Sequence[Table]
 
 
-Value: TypeAlias = "U16 | U32 | U64 | Str | Bytes | Table | Tables"
+Value: TypeAlias = "U8 | U16 | U32 | U64 | Str | Bytes | U64s | Table | Tables"
 
 
 def _inline_size(value: Value) -> int:
+    if isinstance(value, U8):
+        return 1
     if isinstance(value, U16):
         return 2
     if isinstance(value, U64):
@@ -334,7 +371,9 @@ class Writer:
         children: list[tuple[int, Value]] = []
         for _, value, field_offset, _ in layout:
             at = table_pos + field_offset
-            if isinstance(value, U16):
+            if isinstance(value, U8):
+                self._buf[at] = value.value
+            elif isinstance(value, U16):
                 _U16.pack_into(self._buf, at, value.value)
             elif isinstance(value, U32):
                 _U32.pack_into(self._buf, at, value.value)
@@ -356,6 +395,12 @@ class Writer:
             self._buf += _U32.pack(len(data)) + data + b"\x00"
         elif isinstance(value, Bytes):
             self._buf += _U32.pack(len(value.value)) + value.value
+        elif isinstance(value, U64s):
+            # The elements (after the u32 length) are 8-aligned.
+            self._buf += bytes(-(len(self._buf) + 4) % 8)
+            pos = len(self._buf)
+            self._buf += _U32.pack(len(value.value))
+            self._buf += b"".join(_U64.pack(x) for x in value.value)
         elif isinstance(value, Tables):
             self._buf += _U32.pack(len(value.value)) + bytes(4 * len(value.value))
             for i, item in enumerate(value.value):

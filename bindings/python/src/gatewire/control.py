@@ -10,11 +10,14 @@ an unverified location.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from . import _flatbuffers as fb
 from .code import ErrorCode
 from .exceptions import EmptyVersionRange, InvalidControl, MissingControl
 from .frame import U16_MAX, U32_MAX, U64_MAX
+
+U8_MAX = 0xFF
 
 __all__ = [
     "MAX_DEPTH",
@@ -24,7 +27,11 @@ __all__ = [
     "GoAwayInfo",
     "Hello",
     "HelloAck",
+    "MethodDesc",
+    "MethodKind",
     "Service",
+    "ServiceList",
+    "Shape",
 ]
 
 MAX_DEPTH = fb.MAX_DEPTH
@@ -99,21 +106,168 @@ class AdvertisedLimits:
         )
 
 
+_KIND_NAMES: dict[int, str] = {
+    0: "UNARY",
+    1: "SERVER_STREAMING",
+    2: "CLIENT_STREAMING",
+    3: "BIDI_STREAMING",
+    4: "EVENT",
+}
+
+
+class MethodKind(int):
+    """How a method is called (``docs/SCHEMA.md`` §2): a ``ubyte``.
+
+    Known kinds are class attributes (``MethodKind.UNARY``); any other value
+    in ``0..=255`` is kept as it is and has ``name`` ``None``.
+
+    Raises:
+        ValueError: from the constructor, for a value outside ``0..=255``.
+    """
+
+    __slots__ = ()
+
+    UNARY: ClassVar[MethodKind]
+    """REQUEST and one RESPONSE."""
+    SERVER_STREAMING: ClassVar[MethodKind]
+    """One request opens a stream; the callee sends the items."""
+    CLIENT_STREAMING: ClassVar[MethodKind]
+    """The caller sends the items; the callee answers with one message."""
+    BIDI_STREAMING: ClassVar[MethodKind]
+    """Both sides send items."""
+    EVENT: ClassVar[MethodKind]
+    """A one-way EVENT."""
+
+    def __new__(cls, value: int) -> MethodKind:
+        if not 0 <= value <= U8_MAX:
+            raise ValueError(f"method kind {value} is outside 0..=255")
+        return super().__new__(cls, value)
+
+    @property
+    def name(self) -> str | None:
+        """The kind's name, or ``None`` for a kind this version does not know."""
+        return _KIND_NAMES.get(int(self))
+
+    def __repr__(self) -> str:
+        name = self.name
+        return f"MethodKind.{name}" if name is not None else f"MethodKind({int(self)})"
+
+
+for _value, _name in _KIND_NAMES.items():
+    setattr(MethodKind, _name, MethodKind(_value))
+
+
+@dataclass(frozen=True, slots=True)
+class MethodDesc:
+    """One method of a service descriptor (``docs/PROTOCOL.md`` §10.2)."""
+
+    name: str = ""
+    """The method's name within its service."""
+    id: int = 0
+    """The method id (u32)."""
+    kind: MethodKind = MethodKind.UNARY
+    """The call kind."""
+    request: int = 0
+    """Type hash of the request, opening or event table (u64)."""
+    response: int = 0
+    """Type hash of the response or stream item table (u64)."""
+
+    def _table(self) -> fb.Table:
+        kind = _check("kind", int(self.kind), U8_MAX)
+        return fb.Table(
+            [
+                fb.Str(self.name),
+                _u32("id", self.id),
+                fb.U8(kind) if kind else None,
+                _u64("request", self.request),
+                _u64("response", self.response),
+            ]
+        )
+
+    @staticmethod
+    def _read(r: fb.Reader, t: fb.TableRef) -> MethodDesc:
+        return MethodDesc(
+            name=r.string(t, _V(0)) or "",
+            id=r.u32(t, _V(1)),
+            kind=MethodKind(r.u8(t, _V(2))),
+            request=r.u64(t, _V(3)),
+            response=r.u64(t, _V(4)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The wire shape of a table or struct: one hash per field slot, in
+    field-id order (``docs/PROTOCOL.md`` §10.2)."""
+
+    name: str = ""
+    """Fully qualified type name."""
+    ty: int = 0
+    """Type hash of the table or struct (u64)."""
+    fixed: bool = False
+    """A struct: the slots must match exactly. A table may gain slots."""
+    slots: tuple[int, ...] = ()
+    """One hash (u64) per field slot."""
+
+    def _table(self) -> fb.Table:
+        for slot in self.slots:
+            _check("slot", slot, U64_MAX)
+        return fb.Table(
+            [
+                fb.Str(self.name),
+                _u64("type", self.ty),
+                fb.U8(1) if self.fixed else None,
+                fb.U64s(tuple(self.slots)),
+            ]
+        )
+
+    @staticmethod
+    def _read(r: fb.Reader, t: fb.TableRef) -> Shape:
+        return Shape(
+            name=r.string(t, _V(0)) or "",
+            ty=r.u64(t, _V(1)),
+            fixed=r.bool(t, _V(2)),
+            slots=tuple(r.u64_vector(t, _V(3)) or ()),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
-    """A service offered by an endpoint."""
+    """A service an endpoint offers or uses: its name, fingerprint and
+    descriptor (``docs/PROTOCOL.md`` §10)."""
 
     name: str
     """Fully qualified service name."""
     fingerprint: int = 0
-    """Schema fingerprint (u64)."""
+    """Hash of the service's canonical description (u64); 0 means unknown."""
+    methods: tuple[MethodDesc, ...] = ()
+    """The service's methods. Empty: no descriptor, only the fingerprint."""
+    shapes: tuple[Shape, ...] = ()
+    """The shapes of the tables and structs its methods reach."""
 
     def _table(self) -> fb.Table:
-        return fb.Table([fb.Str(self.name), _u64("fingerprint", self.fingerprint)])
+        return fb.Table(
+            [
+                fb.Str(self.name),
+                _u64("fingerprint", self.fingerprint),
+                fb.Tables([m._table() for m in self.methods]) if self.methods else None,
+                fb.Tables([s._table() for s in self.shapes]) if self.shapes else None,
+            ]
+        )
 
     @staticmethod
     def _read(r: fb.Reader, t: fb.TableRef) -> Service:
-        return Service(name=r.required_string(t, _V(0), "name"), fingerprint=r.u64(t, _V(1)))
+        # Fields are verified in schema order, as the Rust verifier does.
+        name = r.required_string(t, _V(0), "name")
+        fingerprint = r.u64(t, _V(1))
+        methods = r.tables(t, _V(2), lambda m: MethodDesc._read(r, m))
+        shapes = r.tables(t, _V(3), lambda s: Shape._read(r, s))
+        return Service(
+            name=name,
+            fingerprint=fingerprint,
+            methods=tuple(methods or ()),
+            shapes=tuple(shapes or ()),
+        )
 
 
 def _services(services: tuple[Service, ...]) -> fb.Tables | None:
@@ -150,6 +304,8 @@ class Hello:
     """Services the client offers."""
     agent: str | None = None
     """Implementation name, for logs."""
+    uses: tuple[Service, ...] = ()
+    """Services the client uses."""
 
     def encode(self) -> bytes:
         """Serializes the table.
@@ -167,6 +323,7 @@ class Hello:
                 None if self.auth is None else fb.Bytes(bytes(self.auth)),
                 _services(self.services),
                 _str(self.agent),
+                _services(self.uses),
             ]
         )
         return fb.Writer().finish(root)
@@ -201,6 +358,7 @@ class Hello:
             auth=r.byte_vector(t, _V(5)),
             services=_read_services(r, t, _V(6)),
             agent=r.string(t, _V(7)),
+            uses=_read_services(r, t, _V(8)),
         )
 
 
@@ -224,6 +382,8 @@ class HelloAck:
     """Services the server offers."""
     agent: str | None = None
     """Implementation name, for logs."""
+    uses: tuple[Service, ...] = ()
+    """Services the server uses."""
 
     def encode(self) -> bytes:
         """Serializes the table.
@@ -241,6 +401,7 @@ class HelloAck:
                 _nonempty(self.codecs),
                 _services(self.services),
                 _str(self.agent),
+                _services(self.uses),
             ]
         )
         return fb.Writer().finish(root)
@@ -272,7 +433,45 @@ class HelloAck:
             codecs=r.byte_vector(t, _V(5)) or b"",
             services=_read_services(r, t, _V(6)),
             agent=r.string(t, _V(7)),
+            uses=_read_services(r, t, _V(8)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceList:
+    """The answer of the built-in method ``LIST_SERVICES``
+    (``docs/PROTOCOL.md`` §10.4)."""
+
+    offers: tuple[Service, ...] = ()
+    """Services the endpoint serves."""
+    uses: tuple[Service, ...] = ()
+    """Services the endpoint calls on its peer."""
+
+    def encode(self) -> bytes:
+        """Serializes the table.
+
+        Raises:
+            ValueError: a field is out of its range.
+        """
+        return fb.Writer().finish(fb.Table([_services(self.offers), _services(self.uses)]))
+
+    @classmethod
+    def decode(cls, buf: bytes) -> ServiceList:
+        """Verifies and reads the table.
+
+        Raises:
+            gatewire.exceptions.ControlError: the payload is empty or fails
+                verification.
+        """
+        if not buf:
+            raise MissingControl("ServiceList")
+        r = fb.Reader(bytes(buf))
+        try:
+            return r.root(
+                lambda t: cls(offers=_read_services(r, t, _V(0)), uses=_read_services(r, t, _V(1)))
+            )
+        except fb.FlatbufferError as e:
+            raise InvalidControl("ServiceList", str(e)) from None
 
 
 @dataclass(frozen=True, slots=True)

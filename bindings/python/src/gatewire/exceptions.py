@@ -51,7 +51,8 @@ caused by network input)::
     │   ├── IdsExhausted
     │   └── UnknownCall                id
     ├── InvalidLimit                   name, value, min, max    (also a ValueError)
-    └── InsufficientSize               required, available
+    ├── InsufficientSize               required, available
+    └── Incompatible                   message                  services.check: INCOMPATIBLE
 
 Every class has a stable ``kind`` string (the identifier the shared vectors
 use); every :class:`ConnectionFailed` has ``code``, the :class:`ErrorCode` a
@@ -89,6 +90,7 @@ __all__ = [
     "GoAwayIncreased",
     "IdNotIncreasing",
     "IdsExhausted",
+    "Incompatible",
     "InsufficientSize",
     "InterleavedMessage",
     "InvalidArg",
@@ -679,3 +681,21 @@ class InsufficientSize(GatewireError):
         super().__init__(f"buffer of {available} bytes is too small, {required} required")
         self.required = required
         self.available = available
+
+
+class Incompatible(GatewireError):
+    """Two endpoints' services cannot work together (``docs/PROTOCOL.md``
+    §10.3), raised by :func:`gatewire.services.check`. ``message`` is the
+    refusal message of the handshake, the same in every implementation; the
+    acceptor refuses with ``INCOMPATIBLE``."""
+
+    _KIND: ClassVar[str] = "Incompatible"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def code(self) -> ErrorCode:
+        """``INCOMPATIBLE``, the code of the refusal."""
+        return ErrorCode.INCOMPATIBLE

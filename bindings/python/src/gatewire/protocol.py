@@ -59,6 +59,7 @@ from .exceptions import (
     GoAwayIncreased,
     IdNotIncreasing,
     IdsExhausted,
+    Incompatible,
     InterleavedMessage,
     InvalidArgument,
     InvalidPeerLimit,
@@ -88,6 +89,7 @@ from .frame import (
     Header,
 )
 from .limits import MAX_WINDOW, MIN_FRAME, Limits, Timeouts
+from .services import check as check_services
 
 __all__ = [
     "COMPRESSION_ZSTD",
@@ -242,7 +244,10 @@ class Config:
     codecs: bytes = field(default_factory=_default_codecs)
     """Payload codecs to advertise. Default: raw, FlatBuffers, postcard, JSON."""
     services: tuple[Service, ...] = ()
-    """Services to advertise."""
+    """Services this endpoint offers (serves)."""
+    uses: tuple[Service, ...] = ()
+    """Services this endpoint uses (calls on the peer). A server refuses a
+    client whose services are incompatible with these (§10.3)."""
     auth: bytes | None = None
     """Authentication payload sent in HELLO (client only)."""
     agent: str | None = None
@@ -288,6 +293,8 @@ class PeerInfo:
     """Services the peer offers."""
     agent: str | None
     """The peer's implementation name."""
+    uses: tuple[Service, ...] = ()
+    """Services the peer uses."""
 
 
 # ----- events -----------------------------------------------------------------
@@ -831,6 +838,7 @@ class Connection:
                 auth=config.auth,
                 services=config.services,
                 agent=config.agent,
+                uses=config.uses,
             )
             self._push_control(FrameType.HELLO, 0, 0, hello.encode())
 
@@ -1044,6 +1052,7 @@ class Connection:
             codecs=c.codecs,
             services=c.services,
             agent=c.agent,
+            uses=c.uses,
         )
         self._push_control(FrameType.HELLO_ACK, 0, 0, ack.encode())
         self._open_connection()
@@ -1594,13 +1603,19 @@ class Connection:
                     hello.limits,
                     hello.compression,
                     hello.codecs,
-                    hello.services,
+                    (hello.services, hello.uses),
                     hello.agent,
                 )
             except Violation:
                 msg = "advertised limits out of range"
                 self._send_refusal(ErrorCode.INCOMPATIBLE, msg)
                 raise Refused(ErrorCode.INCOMPATIBLE, Side.LOCAL, msg) from None
+            c = self._config
+            try:
+                check_services(c.services, c.uses, hello.services, hello.uses)
+            except Incompatible as e:
+                self._send_refusal(ErrorCode.INCOMPATIBLE, e.message)
+                raise Refused(ErrorCode.INCOMPATIBLE, Side.LOCAL, e.message) from None
             self._peer = peer
             self._phase = _Phase.AWAITING_ACCEPT
             self._push_event(HelloReceived(hello), 0, None)
@@ -1612,7 +1627,12 @@ class Connection:
             if ack.version != PROTOCOL_VERSION:
                 raise VersionNotOffered(ack.version)
             self._peer = self._peer_info(
-                ack.version, ack.limits, ack.compression, ack.codecs, ack.services, ack.agent
+                ack.version,
+                ack.limits,
+                ack.compression,
+                ack.codecs,
+                (ack.services, ack.uses),
+                ack.agent,
             )
             self._open_connection()
             return
@@ -1624,7 +1644,7 @@ class Connection:
         advertised: AdvertisedLimits,
         compression: bytes,
         codecs: bytes,
-        services: tuple[Service, ...],
+        services: tuple[tuple[Service, ...], tuple[Service, ...]],
         agent: str | None,
     ) -> PeerInfo:
         a = advertised
@@ -1657,8 +1677,9 @@ class Connection:
             limits=limits,
             compression=self._config.compression and COMPRESSION_ZSTD in compression,
             codecs=codecs,
-            services=services,
+            services=services[0],
             agent=agent,
+            uses=services[1],
         )
 
     def _open_connection(self) -> None:

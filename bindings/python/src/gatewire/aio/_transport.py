@@ -1,6 +1,6 @@
-"""Transports: byte streams (TCP, Unix sockets) and WebSocket, behind one
-small interface the connection driver uses. Mirrors
-``gatewire::transport``.
+"""Transports: byte streams (TCP, Unix sockets, TLS) and WebSocket (plain
+and over TLS), behind one small interface the connection driver uses.
+Mirrors ``gatewire::transport``.
 
 A transport says whether it keeps message boundaries
 (:attr:`Transport.message_framing`): byte streams carry frames back to back
@@ -14,12 +14,17 @@ import abc
 import asyncio
 import contextlib
 import socket
+import ssl
+import struct
+import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..code import ErrorCode
 from ..frame import HEADER_LEN
+from . import tls as _tls
 from .endpoint import Endpoint
-from .errors import ConfigError, TransportError
+from .errors import ConfigError, RpcError, TransportError
 
 if TYPE_CHECKING:
     from .options import Options
@@ -29,6 +34,8 @@ __all__ = [
     "SUBPROTOCOL",
     "StreamTransport",
     "Transport",
+    "TransportInfo",
+    "UnixCredentials",
     "WsTransport",
     "open_transport",
     "websockets_module",
@@ -47,6 +54,56 @@ pauses; each is at most ``max_frame + 16`` bytes."""
 
 _WS_TOO_BIG = 1009
 _WS_UNSUPPORTED_DATA = 1003
+
+
+@dataclass(frozen=True, slots=True)
+class UnixCredentials:
+    """The credentials of the process at the other end of a Unix socket."""
+
+    uid: int
+    """User id."""
+    gid: int
+    """Group id."""
+    pid: int | None
+    """Process id."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransportInfo:
+    """What the transport knows about the peer (Rust's
+    ``transport::PeerInfo``)."""
+
+    address: str | None = None
+    """A printable address: ``127.0.0.1:4000``, a socket path, a URL."""
+    credentials: UnixCredentials | None = None
+    """Unix peer credentials, recorded when the connection was accepted
+    (Linux)."""
+    tls: _tls.TlsInfo | None = None
+    """TLS session facts (``tls://``, ``wss://``): version, ALPN, and the
+    peer's verified certificate, if it sent one."""
+
+
+def peer_credentials(sock: socket.socket | None) -> UnixCredentials | None:
+    """``SO_PEERCRED`` of a connected Unix socket (Linux), else ``None``."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or option is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, uid, gid = struct.unpack("3i", raw)
+    return UnixCredentials(uid=uid, gid=gid, pid=pid or None)
+
+
+def tls_extra(handshake: float, linger: float) -> dict[str, Any]:
+    """Keyword arguments of asyncio's TLS connect and serve calls: the
+    handshake deadline and how long a closing session waits for the peer's
+    ``close_notify``."""
+    extra: dict[str, Any] = {"ssl_handshake_timeout": handshake}
+    if sys.version_info >= (3, 11):
+        extra["ssl_shutdown_timeout"] = max(linger, 0.1)
+    return extra
 
 
 def websockets_module() -> Any:
@@ -72,8 +129,13 @@ class Transport(abc.ABC):
 
     message_framing: bool
     """Whether every read returns exactly one frame (WebSocket)."""
-    peer: str | None
-    """What the transport knows of the peer: its address."""
+    info: TransportInfo
+    """What the transport knows of the peer."""
+
+    @property
+    def peer(self) -> str | None:
+        """The peer's address."""
+        return self.info.address
 
     @abc.abstractmethod
     async def read(self) -> bytes | None:
@@ -104,16 +166,20 @@ class Transport(abc.ABC):
 
 
 class StreamTransport(Transport):
-    """TCP or a Unix-domain socket, over asyncio streams."""
+    """TCP, a Unix-domain socket or TLS, over asyncio streams."""
 
     message_framing = False
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str | None
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        info: TransportInfo | str | None,
     ) -> None:
         self._reader = reader
         self._writer = writer
-        self.peer = peer
+        self.info = info if isinstance(info, TransportInfo) else TransportInfo(address=info)
+        self._aborted = False
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Frames are written in batches: no need to wait for more.
@@ -123,10 +189,12 @@ class StreamTransport(Transport):
     async def read(self) -> bytes | None:
         try:
             data = await self._reader.read(READ_SIZE)
+        except ssl.SSLError as e:
+            raise _tls.tls_error("TLS read failed", e) from e
         except OSError as e:
             raise _io_error("read failed", e) from e
-        if not data and self._writer.transport.is_closing():
-            # Our side was dropped (aborted), not a half-close by the peer.
+        if not data and self._aborted:
+            # Our side was dropped, not a half-close by the peer.
             raise TransportError("connection lost")
         return data or None
 
@@ -135,6 +203,11 @@ class StreamTransport(Transport):
             self._writer.write(b"".join(frames) if len(frames) > 1 else frames[0])
             await self._writer.drain()
         except (OSError, RuntimeError) as e:
+            lost = self._reader.exception()
+            if isinstance(lost, ssl.SSLError):
+                # The session ended with a TLS alert (the peer refused our
+                # certificate...): that, not the failed write, is the cause.
+                raise _tls.tls_error("TLS session failed", lost) from e
             raise _io_error("write failed", e) from e
 
     async def close(self, linger: float) -> None:
@@ -151,11 +224,16 @@ class StreamTransport(Transport):
         except (OSError, RuntimeError, asyncio.TimeoutError):
             pass
         finally:
+            # Over TLS (no half-close), this sends close_notify and waits for
+            # the peer's.
             self._writer.close()
-            with contextlib.suppress(OSError, RuntimeError, asyncio.TimeoutError):
+            try:
                 await asyncio.wait_for(self._writer.wait_closed(), max(linger, 0.1))
+            except (OSError, RuntimeError, asyncio.TimeoutError):
+                self._writer.transport.abort()
 
     def abort(self) -> None:
+        self._aborted = True
         self._writer.transport.abort()
 
 
@@ -164,9 +242,9 @@ class WsTransport(Transport):
 
     message_framing = True
 
-    def __init__(self, ws: Any, peer: str | None) -> None:
+    def __init__(self, ws: Any, info: TransportInfo | str | None) -> None:
         self._ws = ws
-        self.peer = peer
+        self.info = info if isinstance(info, TransportInfo) else TransportInfo(address=info)
 
     async def read(self) -> bytes | None:
         websockets = websockets_module()
@@ -180,6 +258,8 @@ class WsTransport(Transport):
             if sent is not None and sent.code == _WS_TOO_BIG:
                 code = ErrorCode.TOO_LARGE
             raise _error(f"websocket closed: {e}", code, e) from e
+        except ssl.SSLError as e:
+            raise _tls.tls_error("TLS read failed", e) from e
         except OSError as e:
             raise _io_error("read failed", e) from e
         if isinstance(message, str):
@@ -229,17 +309,15 @@ def _peer_address(writer: asyncio.StreamWriter) -> str | None:
 
 
 async def open_transport(endpoint: Endpoint, options: Options) -> Transport:
-    """Connects to ``endpoint``, transport handshake included, within
-    ``options.connect_timeout``.
+    """Connects to ``endpoint``, transport handshakes included (TLS,
+    WebSocket upgrade), within ``options.connect_timeout``.
 
     Raises:
+        TlsError: the TLS handshake failed (:class:`CertificateVerifyError`,
+            :class:`HostnameMismatchError`, :class:`AlpnError`...).
         TransportError: connecting failed or timed out.
-        ConfigError: the scheme is not supported here.
+        ConfigError: a missing optional dependency.
     """
-    if endpoint.scheme in ("tls", "wss"):
-        raise ConfigError(
-            f"{endpoint.scheme}:// endpoints are not supported by the Python package yet"
-        )
     try:
         return await asyncio.wait_for(_open(endpoint, options), options.connect_timeout)
     except asyncio.TimeoutError as e:
@@ -248,8 +326,27 @@ async def open_transport(endpoint: Endpoint, options: Options) -> Transport:
             ErrorCode.UNAVAILABLE,
             e,
         ) from e
+    except ssl.SSLError as e:
+        raise _tls.tls_error(f"TLS handshake with {endpoint} failed", e) from e
     except OSError as e:
         raise _io_error(f"cannot connect to {endpoint}", e) from e
+
+
+def _client_tls(endpoint: Endpoint, options: Options) -> tuple[ssl.SSLContext, str]:
+    config = options.tls_client or _tls.default_client_config()
+    return config.context(endpoint.scheme), config.name_for(endpoint.host)
+
+
+def _session(ssl_object: Any, endpoint: Endpoint, server_name: str, close: Any) -> _tls.TlsInfo:
+    """The TLS facts of a fresh client connection, once its ALPN is checked
+    (``close`` drops it otherwise)."""
+    info = _tls.TlsInfo.from_ssl(ssl_object, server_name)
+    try:
+        _tls.check_alpn(info, endpoint.scheme, "server")
+    except RpcError:
+        close()
+        raise
+    return info
 
 
 async def _open(endpoint: Endpoint, options: Options) -> Transport:
@@ -261,30 +358,62 @@ async def _open(endpoint: Endpoint, options: Options) -> Transport:
     if endpoint.scheme == "unix":
         reader, writer = await asyncio.open_unix_connection(endpoint.path, limit=READ_SIZE)
         return StreamTransport(reader, writer, endpoint.path)
+    if endpoint.scheme == "tls":
+        context, name = _client_tls(endpoint, options)
+        reader, writer = await asyncio.open_connection(
+            endpoint.host,
+            endpoint.port,
+            limit=READ_SIZE,
+            ssl=context,
+            server_hostname=name,
+            **tls_extra(options.connect_timeout, options.linger),
+        )
+        session = _session(
+            writer.get_extra_info("ssl_object"), endpoint, name, writer.transport.abort
+        )
+        return StreamTransport(reader, writer, TransportInfo(_peer_address(writer), None, session))
     websockets = websockets_module()
     from websockets.asyncio.client import connect  # noqa: PLC0415 - optional dependency
     from websockets.typing import Origin, Subprotocol  # noqa: PLC0415
 
-    uri = f"ws://{endpoint.authority}{endpoint.path}"
+    uri = f"{endpoint.scheme}://{endpoint.authority}{endpoint.path}"
+    extra: dict[str, Any] = {}
+    name = ""
+    if endpoint.scheme == "wss":
+        context, name = _client_tls(endpoint, options)
+        extra = {"ssl": context, "server_hostname": name}
+        extra.update(tls_extra(options.connect_timeout, options.linger))
+    opener = connect(
+        uri,
+        subprotocols=[Subprotocol(SUBPROTOCOL)],
+        compression=None,  # never permessage-deflate: gatewire has zstd
+        max_size=options.limits.max_frame + HEADER_LEN,
+        max_queue=WS_MAX_QUEUE,
+        origin=None if options.ws_origin is None else Origin(options.ws_origin),
+        proxy=None,
+        open_timeout=options.connect_timeout,
+        ping_interval=None,  # gatewire's own keepalive covers it
+        close_timeout=max(options.linger, 0.1),
+        user_agent_header=None,
+        **extra,
+    )
     try:
-        ws = await connect(
-            uri,
-            subprotocols=[Subprotocol(SUBPROTOCOL)],
-            compression=None,  # never permessage-deflate: gatewire has zstd
-            max_size=options.limits.max_frame + HEADER_LEN,
-            max_queue=WS_MAX_QUEUE,
-            origin=None if options.ws_origin is None else Origin(options.ws_origin),
-            proxy=None,
-            open_timeout=options.connect_timeout,
-            ping_interval=None,  # gatewire's own keepalive covers it
-            close_timeout=max(options.linger, 0.1),
-            user_agent_header=None,
-        )
+        ws = await opener
     except websockets.exceptions.InvalidHandshake as e:
+        # A TLS alert during the upgrade (the server refused our
+        # certificate) reaches websockets as the end of the stream; the
+        # connection keeps the TLS error.
+        lost = getattr(getattr(opener, "connection", None), "recv_exc", None)
+        if isinstance(lost, ssl.SSLError):
+            raise _tls.tls_error(f"TLS with {endpoint} failed", lost) from e
         raise _error(
             f"websocket upgrade to {endpoint} refused: {e}", ErrorCode.UNAVAILABLE, e
         ) from e
     if ws.subprotocol != SUBPROTOCOL:
         await ws.close()
         raise TransportError(f"websocket server did not select the {SUBPROTOCOL} subprotocol")
-    return WsTransport(ws, uri)
+    tls: _tls.TlsInfo | None = None
+    if endpoint.scheme == "wss":
+        ssl_object = ws.transport.get_extra_info("ssl_object")
+        tls = _session(ssl_object, endpoint, name, ws.transport.abort)
+    return WsTransport(ws, TransportInfo(uri, None, tls))

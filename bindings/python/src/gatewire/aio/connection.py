@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from ..code import ErrorCode
-from ..control import ErrorInfo
+from ..control import ErrorInfo, ServiceList
 from ..exceptions import (
     Blocked,
     GatewireError,
@@ -78,7 +78,8 @@ from ..protocol import (
     Writable,
 )
 from ..protocol import Connection as Core
-from . import _compress
+from ..services import LIST_SERVICES
+from . import _compress, auth
 from .errors import (
     ConnectionClosedError,
     DeadlineError,
@@ -97,7 +98,7 @@ from .stream import Notify, RecvStream, SendStream, StreamSlot, to_message, wait
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-    from ._transport import Transport
+    from ._transport import Transport, TransportInfo
     from .options import Options
 
 __all__ = ["MAX_BATCH", "Connection", "Stats"]
@@ -182,9 +183,12 @@ class Connection:
             compression=options.offers_compression,
             auth=options.auth if role is Role.CLIENT else None,
             agent=options.agent or f"gatewire-python/{__version__}",
+            services=options.offers,
+            uses=options.uses,
         )
         self._core = Core(config, 0)
         self._compressor: _compress.Compressor | None = None
+        self._identity: auth.Identity | None = None
 
         self._calls: dict[int, asyncio.Future[Message]] = {}
         self._streams: dict[int, StreamSlot] = {}
@@ -270,8 +274,20 @@ class Connection:
 
     @property
     def remote_address(self) -> str | None:
-        """What the transport knows about the peer (its address)."""
+        """The peer's address, as the transport knows it."""
         return self._transport.peer
+
+    @property
+    def transport_info(self) -> TransportInfo:
+        """What the transport knows about the peer: its address, Unix
+        credentials, the TLS session and the peer's verified certificate."""
+        return self._transport.info
+
+    @property
+    def identity(self) -> auth.Identity | None:
+        """Server side: who the client authenticated as in the handshake
+        (anonymous without an authenticator). Client side: ``None``."""
+        return self._identity
 
     @property
     def is_closed(self) -> bool:
@@ -682,8 +698,7 @@ class Connection:
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, HelloReceived):
-            with contextlib.suppress(GatewireError):
-                self._core.accept()
+            self._on_hello(event)
         elif isinstance(event, Connected):
             if not self._connected.done():
                 self._connected.set_result(None)
@@ -737,6 +752,27 @@ class Connection:
             self._writable.notify_all()
         elif isinstance(event, Closed):
             self._on_closed(event)
+
+    def _on_hello(self, event: HelloReceived) -> None:
+        verdict = auth.authenticate(
+            self._options.authenticator, event.hello.auth, self._transport.info
+        )
+        with contextlib.suppress(GatewireError):
+            if isinstance(verdict, auth.Identity):
+                self._identity = verdict
+                self._core.accept()
+            else:
+                self._core.refuse(verdict.code, verdict.message)
+
+    def _denied(self, id_: int, method: int) -> bool:
+        """Answers a call the identity may not make (expired, or the
+        authorizer says no); ``True`` when it did."""
+        status = auth.check_call(self._identity, self._options.authorizer, method)
+        if status is None:
+            return False
+        with contextlib.suppress(GatewireError):
+            self._core.send_error(id_, status.code, ErrorInfo(status.message, status.details))
+        return True
 
     def _on_call_failed(self, event: CallFailed) -> None:
         error: RpcError
@@ -813,6 +849,11 @@ class Connection:
         return CallContext(id_, method, at, self)
 
     def _spawn_unary(self, event: Request) -> None:
+        if self._denied(event.id, event.method):
+            return
+        if event.method == LIST_SERVICES:
+            self._list_services(event.id)
+            return
         handler = self._router.unary_handlers.get(event.method)
         if handler is None:
             info = ErrorInfo(message=f"no handler for method {event.method}")
@@ -825,6 +866,20 @@ class Connection:
         )
         self._handlers[event.id] = task
         task.add_done_callback(functools.partial(self._finish_unary, event.id))
+
+    def _list_services(self, id_: int) -> None:
+        """Answers the built-in LIST_SERVICES (``docs/PROTOCOL.md`` §10.4)
+        with the services this endpoint offers and uses, whatever handlers
+        the router has."""
+        listing = ServiceList(offers=self._options.offers, uses=self._options.uses)
+        try:
+            try:
+                self._core.send_response(id_, Message(Codec.FLATBUFFERS, listing.encode()))
+            except MessageTooLarge as e:
+                info = ErrorInfo(message=f"response of {e.len} bytes exceeds the limit {e.max}")
+                self._core.send_error(id_, ErrorCode.TOO_LARGE, info)
+        except GatewireError as e:
+            _log.debug("LIST_SERVICES answer for call %d not sent: %s", id_, e)
 
     async def _run_unary(
         self, handler: UnaryHandler, ctx: CallContext, message: Message
@@ -861,6 +916,8 @@ class Connection:
         self._pump()
 
     def _spawn_stream(self, event: StreamOpened) -> None:
+        if self._denied(event.id, event.method):
+            return
         handler = self._router.stream_handlers.get(event.method)
         if handler is None:
             info = ErrorInfo(message=f"no stream handler for method {event.method}")

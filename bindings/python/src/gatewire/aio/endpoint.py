@@ -8,8 +8,8 @@ form                        transport
 ``tcp://host:port``         TCP byte stream
 ``unix:///abs/path.sock``   Unix-domain stream socket
 ``ws://host:port/path``     WebSocket over TCP (path defaults to ``/``)
-``tls://host:port``         parsed, not supported by this package yet
-``wss://host:port/path``    parsed, not supported by this package yet
+``tls://host:port``         TLS over TCP, ALPN ``gatewire/1``
+``wss://host:port/path``    WebSocket over TLS (path defaults to ``/``)
 =========================== ===========================================
 
 Hosts are DNS names, IPv4 addresses or bracketed IPv6 addresses

@@ -14,7 +14,13 @@ that answers questions) and ``gatewire::Status``. Shared by
     │   ├── RefusedCallError           "rpc.refused"   not processed, safe to retry
     │   ├── LocalError                 "rpc.local"     rejected here (message too large...)
     │   ├── TransportError             "rpc.transport" the transport failed (reset, refused, bind)
+    │   │   └── TlsError               "rpc.transport.tls" TLS failed (alert, certificate refused)
+    │   │       ├── CertificateVerifyError       "….tls.certificate" the peer's certificate
+    │   │       │   │                            did not verify (unknown CA, expired...)
+    │   │       │   └── HostnameMismatchError    "….tls.hostname" not for the name dialled
+    │   │       └── AlpnError                    "….tls.alpn" no gatewire/1 on tls://
     │   └── ConfigError                "rpc.config"    configuration or endpoint problem
+    │       └── TlsConfigError         "rpc.config.tls" a certificate or key file unusable
     └── Status                         raised by a handler: the code and message sent back
 
 ``kind`` strings and the ``is_*`` answers are stable; message texts are not.
@@ -44,14 +50,19 @@ from ..exceptions import (
 )
 
 __all__ = [
+    "AlpnError",
+    "CertificateVerifyError",
     "ConfigError",
     "ConnectionClosedError",
     "DeadlineError",
+    "HostnameMismatchError",
     "LocalError",
     "RefusedCallError",
     "RemoteError",
     "RpcError",
     "Status",
+    "TlsConfigError",
+    "TlsError",
     "TransportError",
 ]
 
@@ -177,6 +188,59 @@ class TransportError(RpcError):
         super().__init__(code, message)
 
 
+class TlsError(TransportError):
+    """TLS failed: a handshake that did not complete (the peer refused our
+    certificate, no protocol version in common...) or an alert during the
+    session. ``__cause__`` holds the :class:`ssl.SSLError`.
+
+    Attributes:
+        reason: OpenSSL's reason (``TLSV13_ALERT_CERTIFICATE_REQUIRED``,
+            ``WRONG_VERSION_NUMBER``...), when there is one.
+    """
+
+    _KIND: ClassVar[str] = "rpc.transport.tls"
+    _WHAT: ClassVar[str] = "TLS error"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CertificateVerifyError(TlsError):
+    """The peer's certificate did not verify: issued by a CA we do not
+    trust, expired, not meant for this use...
+
+    Attributes:
+        verify_code: OpenSSL's verification error code (``X509_V_ERR_*``).
+        verify_message: its text (``unable to get local issuer
+            certificate``...).
+    """
+
+    _KIND: ClassVar[str] = "rpc.transport.tls.certificate"
+
+    def __init__(self, message: str, verify_code: int, verify_message: str) -> None:
+        super().__init__(message, "CERTIFICATE_VERIFY_FAILED")
+        self.verify_code = verify_code
+        self.verify_message = verify_message
+
+
+class HostnameMismatchError(CertificateVerifyError):
+    """The server's certificate verified, but names neither the host we
+    connected to nor the configured ``server_name``."""
+
+    _KIND: ClassVar[str] = "rpc.transport.tls.hostname"
+
+
+class AlpnError(TlsError):
+    """The TLS peer did not agree on the ALPN protocol: on ``tls://`` it
+    did not select ``gatewire/1`` (an HTTPS server, say)."""
+
+    _KIND: ClassVar[str] = "rpc.transport.tls.alpn"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, None)
+
+
 class ConfigError(RpcError):
     """A configuration or endpoint problem (a bad URL, a limit out of
     range, an unsupported scheme, a missing optional dependency)."""
@@ -186,6 +250,14 @@ class ConfigError(RpcError):
 
     def __init__(self, message: str) -> None:
         super().__init__(ErrorCode.INTERNAL, message)
+
+
+class TlsConfigError(ConfigError):
+    """A TLS configuration that cannot be built: a certificate, key or CA
+    file that cannot be read or parsed (the message names the file, never
+    its content), or missing or contradictory arguments."""
+
+    _KIND: ClassVar[str] = "rpc.config.tls"
 
 
 class Status(GatewireError):

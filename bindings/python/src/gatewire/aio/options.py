@@ -4,19 +4,25 @@ runtime's ``Builder`` setters, as keywords).
 
 Every :class:`~gatewire.limits.Limits` field may also be given on its own
 (``connect(url, max_frame=4 << 20, max_in_flight=200)``); it overrides the
-same field of ``limits``.
+same field of ``limits``. ``token`` (a string or bytes) is a shorthand for
+``auth``, and an :class:`ssl.SSLContext` given as ``tls_server`` or
+``tls_client`` is wrapped in the matching configuration class.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..control import Service
 from ..exceptions import InvalidLimit
 from ..limits import Limits, Timeouts
 from . import _compress
+from .auth import Authenticator, Authorizer
 from .errors import ConfigError
+from .tls import TlsClientConfig, TlsServerConfig
 
 __all__ = ["Options"]
 
@@ -47,8 +53,9 @@ class Options:
     event_queue: int = 1024
     """One-way events queued per method for its handler before new ones are
     dropped (and counted in ``Stats.events_dropped``). Default 1024."""
-    auth: bytes | None = None
-    """Client: the authentication payload sent in HELLO. Never logged."""
+    auth: bytes | None = field(default=None, repr=False)
+    """Client: the authentication payload sent in HELLO (a bearer token...).
+    Never logged or shown. Send it only over TLS or a Unix socket."""
     agent: str | None = None
     """Implementation name sent in the handshake. Default
     ``gatewire-python/<version>``."""
@@ -70,6 +77,29 @@ class Options:
     max_connections: int = 10_000
     """Server: connections served at once; more are closed as they arrive.
     Default 10,000."""
+    tls_server: TlsServerConfig | None = None
+    """Server: certificate, key and client-certificate policy of the
+    ``tls://`` and ``wss://`` endpoints (required to bind them)."""
+    tls_client: TlsClientConfig | None = None
+    """Client: trust anchors, client certificate and server name for
+    ``tls://`` and ``wss://``. Default: the system's trust store, the
+    endpoint's host as the name."""
+    authenticator: Authenticator | None = None
+    """Server: decides from each client's HELLO whether to accept it, and
+    who it is (:mod:`gatewire.aio.auth`). Default: everyone, anonymous."""
+    authorizer: Authorizer | None = None
+    """Decides, before each incoming call or stream, whether the peer's
+    identity may call the method. Default: every call is allowed."""
+    offers: tuple[Service, ...] = ()
+    """Services this endpoint serves (:class:`~gatewire.control.Service`
+    descriptors, usually from generated code): sent in the handshake and
+    listed by the built-in ``LIST_SERVICES`` method. A server refuses, with
+    ``INCOMPATIBLE`` and a message naming the difference, a client that uses
+    a service it does not offer compatibly (``docs/PROTOCOL.md`` §10.3)."""
+    uses: tuple[Service, ...] = ()
+    """Services this endpoint calls on its peer: sent in the handshake and
+    listed by ``LIST_SERVICES``. A client whose server does not offer them
+    compatibly fails to connect with ``INCOMPATIBLE``."""
 
     @property
     def offers_compression(self) -> bool:
@@ -94,13 +124,33 @@ class Options:
                 mine[name] = value
             elif name in _LIMIT_FIELDS:
                 limits[name] = value
+            elif name == "token":
+                if "auth" in kwargs:
+                    raise ConfigError("give either token or auth, not both")
+                if not isinstance(value, str | bytes):
+                    raise TypeError("token must be a string or bytes")
+                mine["auth"] = value.encode() if isinstance(value, str) else value
             else:
                 raise TypeError(f"unknown gatewire option {name!r}")
+        server_context = mine.get("tls_server")
+        if isinstance(server_context, ssl.SSLContext):
+            mine["tls_server"] = TlsServerConfig(context=server_context)
+        client_context = mine.get("tls_client")
+        if isinstance(client_context, ssl.SSLContext):
+            mine["tls_client"] = TlsClientConfig(context=client_context)
         if "ws_origins" in mine:
             origins = mine["ws_origins"]
             if isinstance(origins, str) or not isinstance(origins, Sequence):
                 raise TypeError("ws_origins must be a sequence of strings")
             mine["ws_origins"] = tuple(str(o) for o in origins)
+        for name in ("offers", "uses"):
+            if name in mine:
+                services = mine[name]
+                if not isinstance(services, Sequence) or not all(
+                    isinstance(x, Service) for x in services
+                ):
+                    raise TypeError(f"{name} must be a sequence of gatewire.control.Service")
+                mine[name] = tuple(services)
         options = cls(**mine)  # type: ignore[arg-type]
         if limits:
             options = dataclasses.replace(

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar, overload
 from ..protocol import Message
 
 if TYPE_CHECKING:
+    from ._transport import TransportInfo
+    from .auth import Identity
     from .connection import Connection
     from .stream import RecvStream, SendStream
 
@@ -70,8 +72,21 @@ class CallContext:
 
     @property
     def peer(self) -> str | None:
-        """What the transport knows about the peer (its address)."""
+        """The peer's address, as the transport knows it."""
         return self.connection.remote_address
+
+    @property
+    def transport_info(self) -> TransportInfo:
+        """What the transport knows about the peer: address, Unix
+        credentials, TLS session and the peer's verified certificate."""
+        return self.connection.transport_info
+
+    @property
+    def identity(self) -> Identity | None:
+        """Server side: who the caller authenticated as in the handshake
+        (anonymous without an authenticator; see :mod:`gatewire.aio.auth`).
+        Client side: ``None``."""
+        return self.connection.identity
 
 
 Payload: TypeAlias = "Message | bytes | bytearray | memoryview"

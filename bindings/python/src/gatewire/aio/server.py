@@ -1,6 +1,13 @@
 """A server: listeners on one or more endpoints, a connection per peer.
 Mirrors ``gatewire::Server``.
 
+``tls://`` and ``wss://`` listeners need the ``tls_server`` option
+(:class:`~gatewire.aio.TlsServerConfig`). The TLS handshake must finish
+within ``timeouts.handshake``; a client that fails it (bad certificate, no
+``gatewire/1`` ALPN on ``tls://``, plaintext) is dropped before any
+gatewire frame is read. Unix listeners record each client's peer
+credentials (Linux) for :class:`~gatewire.aio.auth.UnixPeerAuthenticator`.
+
 WebSocket endpoints refuse, before any upgrade: a request path other than
 the listener's (HTTP 404), a client that does not offer the
 ``gatewire.v1`` subprotocol (400), several ``Origin`` headers (400) and,
@@ -22,14 +29,18 @@ from typing import Any
 from ..frame import HEADER_LEN
 from ..protocol import Role
 from . import _unix
+from . import tls as _tls
 from ._transport import (
     READ_SIZE,
     SUBPROTOCOL,
     WS_MAX_QUEUE,
     StreamTransport,
     Transport,
+    TransportInfo,
     WsTransport,
     _peer_address,
+    peer_credentials,
+    tls_extra,
     websockets_module,
 )
 from .connection import Connection
@@ -117,12 +128,12 @@ class Server:
     # ----- binding --------------------------------------------------------------
 
     async def _bind(self, endpoint: Endpoint) -> None:
-        if endpoint.scheme in ("tls", "wss"):
+        if endpoint.scheme in ("tls", "wss") and self._options.tls_server is None:
             raise ConfigError(
-                f"{endpoint.scheme}:// endpoints are not supported by the Python package yet"
+                f"{endpoint.scheme}:// endpoints need a TLS configuration (the tls_server option)"
             )
         try:
-            if endpoint.scheme == "tcp":
+            if endpoint.scheme in ("tcp", "tls"):
                 await self._bind_tcp(endpoint)
             elif endpoint.scheme == "unix":
                 listener = await _unix.bind(endpoint.path, self._on_stream_unix, READ_SIZE)
@@ -149,13 +160,30 @@ class Server:
         name = sock.getsockname()
         return Endpoint(scheme, str(name[0]), int(name[1]), path)
 
+    def _tls_context(self, scheme: str) -> dict[str, Any]:
+        """``ssl`` and the TLS timeouts for a listener of ``scheme``."""
+        config = self._options.tls_server
+        assert config is not None
+        handshake = self._options.timeouts.handshake / 1000
+        return {"ssl": config.context(scheme), **tls_extra(handshake, self._options.linger)}
+
     async def _bind_tcp(self, endpoint: Endpoint) -> None:
         host, port = await self._resolve(endpoint)
-        server = await asyncio.start_server(
-            self._on_stream_tcp, host, port, limit=READ_SIZE, reuse_address=True
-        )
+        if endpoint.scheme == "tls":
+            server = await asyncio.start_server(
+                self._on_stream_tls,
+                host,
+                port,
+                limit=READ_SIZE,
+                reuse_address=True,
+                **self._tls_context("tls"),
+            )
+        else:
+            server = await asyncio.start_server(
+                self._on_stream_tcp, host, port, limit=READ_SIZE, reuse_address=True
+            )
         self._listeners.append(server)
-        self._endpoints.append(self._bound("tcp", server.sockets[0]))
+        self._endpoints.append(self._bound(endpoint.scheme, server.sockets[0]))
 
     async def _bind_ws(self, endpoint: Endpoint) -> None:
         websockets_module()
@@ -165,6 +193,8 @@ class Server:
         host, port = await self._resolve(endpoint)
         path = endpoint.path
         origins = self._options.ws_origins
+        scheme = endpoint.scheme
+        extra = self._tls_context("wss") if scheme == "wss" else {}
 
         def process_request(connection: Any, request: Any) -> Any:
             if request.path != path:
@@ -190,7 +220,13 @@ class Server:
             if isinstance(address, tuple) and len(address) >= 2:
                 host_ = f"[{address[0]}]" if ":" in str(address[0]) else str(address[0])
                 peer = f"{host_}:{address[1]}"
-            await self._serve(WsTransport(ws, peer))
+            info = TransportInfo(peer)
+            if scheme == "wss":
+                tls = self._tls_session(ws.transport.get_extra_info("ssl_object"), scheme)
+                if tls is None:
+                    return
+                info = TransportInfo(peer, None, tls)
+            await self._serve(WsTransport(ws, info))
 
         server = await ws_serve(
             handler,
@@ -206,9 +242,10 @@ class Server:
             close_timeout=max(self._options.linger, 0.1),
             server_header=None,
             reuse_address=True,
+            **extra,
         )
         self._listeners.append(server)
-        self._endpoints.append(self._bound("ws", server.sockets[0], path))
+        self._endpoints.append(self._bound(scheme, server.sockets[0], path))
 
     # ----- connections --------------------------------------------------------
 
@@ -217,11 +254,38 @@ class Server:
     ) -> None:
         await self._serve(StreamTransport(reader, writer, _peer_address(writer)))
 
+    async def _on_stream_tls(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        tls = self._tls_session(writer.get_extra_info("ssl_object"), "tls")
+        if tls is None:
+            writer.close()
+            return
+        info = TransportInfo(_peer_address(writer), None, tls)
+        await self._serve(StreamTransport(reader, writer, info))
+
+    @staticmethod
+    def _tls_session(ssl_object: Any, scheme: str) -> _tls.TlsInfo | None:
+        """The facts of an accepted TLS session, or ``None`` when the client
+        did not agree on the ALPN protocol (it is then dropped)."""
+        if ssl_object is None:
+            return None
+        info = _tls.TlsInfo.from_ssl(ssl_object, None)
+        try:
+            _tls.check_alpn(info, scheme, "client")
+        except RpcError as e:
+            _log.debug("TLS client dropped: %s", e)
+            return None
+        return info
+
     async def _on_stream_unix(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         name = writer.get_extra_info("sockname")
-        await self._serve(StreamTransport(reader, writer, str(name) if name else None))
+        info = TransportInfo(
+            str(name) if name else None, peer_credentials(writer.get_extra_info("socket"))
+        )
+        await self._serve(StreamTransport(reader, writer, info))
 
     async def _serve(self, transport: Transport) -> None:
         if self._closing or len(self._connections) >= self._options.max_connections:
@@ -249,9 +313,10 @@ async def serve(urls: str | Sequence[str], router: Router | None = None, **optio
     """Binds every URL and serves connections on all of them.
 
     Args:
-        urls: ``tcp://host:port``, ``unix:///path`` and ``ws://host:port/path``
-            endpoints (port ``0`` picks a free port; see
-            :attr:`Server.urls`).
+        urls: ``tcp://host:port``, ``unix:///path``, ``ws://host:port/path``,
+            ``tls://host:port`` and ``wss://host:port/path`` endpoints (port
+            ``0`` picks a free port; see :attr:`Server.urls`). TLS ones need
+            the ``tls_server`` option.
         router: handlers for what clients send (and nothing else: a server
             calls its clients through :meth:`Server.connections` or
             :attr:`CallContext.connection`).

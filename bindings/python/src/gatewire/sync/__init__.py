@@ -34,6 +34,7 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 from .. import aio
+from ..aio import TransportInfo
 from ..code import ErrorCode
 from ..frame import Codec
 from ..protocol import Message
@@ -186,6 +187,12 @@ class Connection:
     def is_closed(self) -> bool:
         """Whether the connection has ended."""
         return self._conn.is_closed
+
+    @property
+    def transport_info(self) -> TransportInfo:
+        """What the transport knows about the server: its address and, over
+        TLS, the session and the server's verified certificate."""
+        return self._conn.transport_info
 
     def __repr__(self) -> str:
         return f"gatewire.sync.Connection({self._conn!r})"
