@@ -52,7 +52,7 @@ import {
 } from './errors.js';
 import type { Limits, Timeouts } from './limits.js';
 import { Router } from './router.js';
-import { LIST_SERVICES } from './services.js';
+import { LIST_SERVICES, REAUTHENTICATE } from './services.js';
 import {
   AbortedError,
   ConfigError,
@@ -200,6 +200,11 @@ export interface AuthRequest {
   readonly transport: TransportInfo;
   /** The client's implementation name. */
   readonly agent: string | undefined;
+  /**
+   * `true` for a re-authentication of a live connection (the built-in
+   * REAUTHENTICATE, `docs/PROTOCOL.md` §10.4) rather than a HELLO.
+   */
+  readonly reauthenticate?: boolean | undefined;
 }
 
 /** What a handler knows about the call it serves. */
@@ -1016,6 +1021,10 @@ class Driver {
       this.#listServices(id);
       return;
     }
+    if (method === REAUTHENTICATE) {
+      this.#reauthenticate(id, msg);
+      return;
+    }
     const handler = this.router.unaryHandler(method);
     if (handler === undefined) {
       this.core.sendError(id, ErrorCode.UNKNOWN_METHOD, { message: `no handler for method ${method}` });
@@ -1055,6 +1064,44 @@ class Driver {
         this.pump();
       })();
     });
+  }
+
+  /**
+   * Answers the built-in REAUTHENTICATE (`docs/PROTOCOL.md` §10.4): the
+   * `authenticate` hook decides on the new payload as on a HELLO (with
+   * `reauthenticate: true`); without a hook the method is unknown.
+   */
+  #reauthenticate(id: number, msg: Message): void {
+    const authenticate = this.#options.authenticate;
+    const answer = (status: Status | undefined): void => {
+      try {
+        if (status === undefined) {
+          this.core.sendResponse(id, makeMessage(Codec.RAW, new Uint8Array(0)));
+        } else {
+          this.#sendStatus(id, status);
+        }
+      } catch {
+        // The call ended meanwhile (connection closed).
+      }
+      this.pump();
+    };
+    if (authenticate === undefined) {
+      answer(new Status(ErrorCode.UNKNOWN_METHOD, 'this endpoint does not authenticate'));
+      return;
+    }
+    void (async () => {
+      let status: Status | undefined;
+      try {
+        const request = { auth: msg.body, transport: this.transport.info, agent: undefined, reauthenticate: true };
+        if ((await authenticate(request)) === false) {
+          status = new Status(ErrorCode.UNAUTHENTICATED, 'unauthenticated');
+        }
+      } catch (e) {
+        const s = e instanceof Status && e.code !== ErrorCode.NO_ERROR ? e : undefined;
+        status = s ?? new Status(ErrorCode.UNAUTHENTICATED, 'unauthenticated');
+      }
+      answer(status);
+    })();
   }
 
   /**
@@ -1565,6 +1612,19 @@ export class Connection {
     const rx = new RecvStream(this.#d, id, true);
     this.#watch(rx, options.signal);
     return rx;
+  }
+
+  /**
+   * Renews this connection's credentials (for instance a fresh JWT before
+   * the current one expires) without reconnecting: the built-in
+   * REAUTHENTICATE method (`docs/PROTOCOL.md` §10.4). The server checks
+   * `auth` as in the handshake and requires the same subject.
+   *
+   * @throws {RemoteError} `UNAUTHENTICATED` when refused (the connection keeps
+   *   its identity), `UNKNOWN_METHOD` when the server does not authenticate.
+   */
+  async reauthenticate(auth: Uint8Array | string): Promise<void> {
+    await this.call(REAUTHENTICATE, auth);
   }
 
   /** Sends a PING; resolves with the round-trip time in ms. */

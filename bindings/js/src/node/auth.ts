@@ -203,6 +203,10 @@ export function authenticateHook(authenticator: Authenticator): (request: AuthRe
     if (identity.expiresAt !== undefined && identity.expiresAt.getTime() <= Date.now()) {
       throw unauthenticated('credentials expired');
     }
+    const current = identities.get(request.transport);
+    if (request.reauthenticate === true && current !== undefined && current.subject !== identity.subject) {
+      throw unauthenticated('re-authentication must name the same subject');
+    }
     identities.set(request.transport, identity);
     return true;
   };

@@ -78,7 +78,7 @@ from ..protocol import (
     Writable,
 )
 from ..protocol import Connection as Core
-from ..services import LIST_SERVICES
+from ..services import LIST_SERVICES, REAUTHENTICATE
 from . import _compress, auth
 from .errors import (
     ConnectionClosedError,
@@ -285,8 +285,9 @@ class Connection:
 
     @property
     def identity(self) -> auth.Identity | None:
-        """Server side: who the client authenticated as in the handshake
-        (anonymous without an authenticator). Client side: ``None``."""
+        """Server side: who the client authenticated as, in the handshake or
+        its latest re-authentication (anonymous without an authenticator).
+        Client side: ``None``."""
         return self._identity
 
     @property
@@ -439,6 +440,21 @@ class Connection:
 
         id_ = await self._with_room(op)
         return RecvStream(self, id_, True)
+
+    async def reauthenticate(self, auth: bytes | str) -> None:
+        """Client side: renews this connection's credentials (for instance a
+        fresh JWT before the current one expires) without reconnecting, with
+        the built-in REAUTHENTICATE method (``docs/PROTOCOL.md`` §10.4). The
+        server checks ``auth`` as in the handshake and requires the same
+        subject.
+
+        Raises:
+            RemoteError: ``UNAUTHENTICATED`` when the server refused it (the
+                connection keeps its identity), ``UNKNOWN_METHOD`` when the
+                server does not authenticate.
+        """
+        payload = auth.encode() if isinstance(auth, str) else bytes(auth)
+        await self.call(REAUTHENTICATE, payload)
 
     async def ping(self) -> float:
         """Sends a PING and returns the round-trip time in seconds.
@@ -849,6 +865,9 @@ class Connection:
         return CallContext(id_, method, at, self)
 
     def _spawn_unary(self, event: Request) -> None:
+        if event.method == REAUTHENTICATE:
+            self._reauthenticate(event.id, event.message)
+            return
         if self._denied(event.id, event.method):
             return
         if event.method == LIST_SERVICES:
@@ -866,6 +885,40 @@ class Connection:
         )
         self._handlers[event.id] = task
         task.add_done_callback(functools.partial(self._finish_unary, event.id))
+
+    def _reauthenticate(self, id_: int, message: Message) -> None:
+        """Answers the built-in REAUTHENTICATE (``docs/PROTOCOL.md`` §10.4):
+        the authenticator checks the new payload as in the handshake, and an
+        identity for the same subject replaces the current one. Allowed
+        after the current identity expired, and not subject to the
+        authorizer: the credentials themselves are checked."""
+        verdict: auth.Identity | Status
+        if self._options.authenticator is None:
+            verdict = Status(ErrorCode.UNKNOWN_METHOD, "this endpoint does not authenticate")
+        else:
+            try:
+                payload = bytes(_compress.decompress(message).body)
+            except GatewireError:
+                payload = b""
+            verdict = auth.authenticate(self._options.authenticator, payload, self._transport.info)
+            current = self._identity
+            if (
+                isinstance(verdict, auth.Identity)
+                and current is not None
+                and verdict.subject != current.subject
+            ):
+                verdict = Status(
+                    ErrorCode.UNAUTHENTICATED, "re-authentication must name the same subject"
+                )
+        try:
+            if isinstance(verdict, auth.Identity):
+                self._identity = verdict
+                self._core.send_response(id_, Message(Codec.RAW, b""))
+            else:
+                info = ErrorInfo(verdict.message, verdict.details)
+                self._core.send_error(id_, verdict.code, info)
+        except GatewireError as e:
+            _log.debug("REAUTHENTICATE answer for call %d not sent: %s", id_, e)
 
     def _list_services(self, id_: int) -> None:
         """Answers the built-in LIST_SERVICES (``docs/PROTOCOL.md`` §10.4)

@@ -246,6 +246,15 @@ class Connection:
         rx = self._run(self._conn.server_stream(method, payload, codec=codec, timeout=timeout))
         return ServerStream(self._runner, rx)
 
+    def reauthenticate(self, auth: bytes | str) -> None:
+        """Renews this connection's credentials without reconnecting. As
+        :meth:`gatewire.aio.Connection.reauthenticate`.
+
+        Raises:
+            RemoteError: the server refused the new credentials.
+        """
+        self._run(self._conn.reauthenticate(auth))
+
     def ping(self) -> float:
         """The round-trip time in seconds.
 
