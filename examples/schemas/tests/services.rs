@@ -1,9 +1,10 @@
 //! Generated Rust clients against generated Rust servers: every call kind
-//! over every transport, the handshake's schema check, and LIST_SERVICES.
+//! over every transport (TCP, Unix, WebSocket, TLS, secure WebSocket), the
+//! handshake's schema check, and LIST_SERVICES.
 
 use std::time::Duration;
 
-use gatewire::{Builder, ErrorCode, Router};
+use gatewire::{Builder, ErrorCode, Router, TlsClientConfig, TlsServerConfig};
 use gatewire_example_schemas::impls::{Gateway, Page};
 use gatewire_example_schemas::{chart, chart_service, gateway, gateway_service};
 use tokio::sync::mpsc;
@@ -11,14 +12,46 @@ use tokio::sync::mpsc;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn urls(dir: &std::path::Path) -> Vec<String> {
-    vec!["tcp://127.0.0.1:0".into(), format!("unix://{}/gw.sock", dir.display()), "ws://127.0.0.1:0/gw".into()]
+    vec![
+        "tcp://127.0.0.1:0".into(),
+        format!("unix://{}/gw.sock", dir.display()),
+        "ws://127.0.0.1:0/gw".into(),
+        "tls://127.0.0.1:0".into(),
+        "wss://127.0.0.1:0/gw".into(),
+    ]
+}
+
+/// A self-signed certificate for 127.0.0.1, made once per run.
+fn certificate() -> &'static (String, String) {
+    static CERT: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    CERT.get_or_init(|| {
+        let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+        (c.cert.pem(), c.signing_key.serialize_pem())
+    })
+}
+
+/// TLS on the serving side when `url` asks for it.
+fn server_builder(url: &str) -> Builder {
+    let (cert, key) = certificate();
+    if url.starts_with("tls") || url.starts_with("wss") {
+        let tls = TlsServerConfig::builder().identity_pem(cert.as_bytes(), key.as_bytes()).unwrap().build().unwrap();
+        Builder::new().tls_server(tls)
+    } else {
+        Builder::new()
+    }
+}
+
+/// TLS on the calling side, trusting the test certificate.
+fn client_builder() -> Builder {
+    let tls = TlsClientConfig::builder().root_ca_pem(certificate().0.as_bytes()).unwrap().build().unwrap();
+    Builder::new().tls_client(tls)
 }
 
 async fn serve(url: &str) -> (gatewire::Server, String, mpsc::UnboundedReceiver<(gateway::Dir, f32)>) {
     let (gw, rx) = Gateway::new();
     let router = chart_service::route(Router::new(), Page::default());
     let router = gateway_service::route(router, gw);
-    let server = Builder::new()
+    let server = server_builder(url)
         .offer(chart_service::descriptor())
         .offer(gateway_service::descriptor())
         .router(router)
@@ -35,7 +68,7 @@ async fn every_call_kind_over_every_transport() {
     for url in urls(dir.path()) {
         tokio::time::timeout(TIMEOUT, async {
             let (server, bound, mut drives) = serve(&url).await;
-            let conn = Builder::new()
+            let conn = client_builder()
                 .uses(chart_service::descriptor())
                 .uses(gateway_service::descriptor())
                 .connect(&bound)
