@@ -11,7 +11,7 @@ use gatewire_proto::control::{MethodDesc, Service as Descriptor, Shape};
 use gatewire_proto::services::{RESERVED_METHODS, fnv1a64, method_id, type_hash};
 
 use crate::Error;
-use crate::ir::{Enum, Field, Kind, Method, Name, Object, Schema, Service, Type};
+use crate::ir::{Enum, EnumValue, Field, Kind, Method, Name, Object, Schema, Service, Type};
 
 /// The flatc release whose generated code matches the `flatbuffers` runtime
 /// packages gatewire pins in Rust, Python and TypeScript.
@@ -70,7 +70,8 @@ pub(crate) fn run_flatc(flatc: &Path, args: &[&std::ffi::OsStr]) -> Result<(), E
 /// Compiles `schema` with flatc (`includes` as `-I` paths) and reads it.
 pub fn load(flatc: &Path, schema: &Path, includes: &[PathBuf]) -> Result<Schema, Error> {
     let tmp = scratch_dir()?;
-    let mut args: Vec<&std::ffi::OsStr> = vec!["--binary".as_ref(), "--schema".as_ref(), "--bfbs-builtins".as_ref()];
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["--binary".as_ref(), "--schema".as_ref(), "--bfbs-builtins".as_ref(), "--bfbs-comments".as_ref()];
     for i in includes {
         args.push("-I".as_ref());
         args.push(i.as_os_str());
@@ -176,11 +177,20 @@ pub fn from_bfbs(file: &str, bytes: &[u8]) -> Result<Schema, Error> {
                     id: f.id(),
                     ty: field_type(f.type_())?,
                     deprecated: f.deprecated(),
+                    required: f.required(),
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
         fields.sort_by_key(|f| f.id);
-        objects.insert(o.name().to_owned(), Object { name: Name::parse(o.name()), is_struct: o.is_struct(), fields });
+        let (bytesize, minalign) = if o.is_struct() {
+            (u32::try_from(o.bytesize()).unwrap_or(0), u32::try_from(o.minalign()).unwrap_or(1))
+        } else {
+            (0, 1)
+        };
+        objects.insert(
+            o.name().to_owned(),
+            Object { name: Name::parse(o.name()), is_struct: o.is_struct(), fields, bytesize, minalign },
+        );
     }
     let mut enum_map = BTreeMap::new();
     for e in &enums {
@@ -194,7 +204,20 @@ pub fn from_bfbs(file: &str, bytes: &[u8]) -> Result<Schema, Error> {
         } else {
             Vec::new()
         };
-        enum_map.insert(e.name().to_owned(), Enum { name: Name::parse(e.name()), union_members });
+        let values = e
+            .values()
+            .iter()
+            .map(|v| EnumValue {
+                name: v.name().to_owned(),
+                value: v.value(),
+                table: if e.is_union() {
+                    v.union_type().filter(|t| t.base_type() == BaseType::Obj).and_then(|t| obj_name(t.index()))
+                } else {
+                    None
+                },
+            })
+            .collect();
+        enum_map.insert(e.name().to_owned(), Enum { name: Name::parse(e.name()), union_members, values });
     }
 
     let mut services = Vec::new();
@@ -270,7 +293,7 @@ fn parse_id(v: &str) -> Option<u32> {
 }
 
 /// The tables and structs reachable from `methods`, by name.
-fn reachable(
+pub(crate) fn reachable(
     methods: &[Method],
     objects: &BTreeMap<String, Object>,
     enums: &BTreeMap<String, Enum>,

@@ -125,6 +125,10 @@ pub struct Object {
     pub is_struct: bool,
     /// Fields in id order (tables) or declaration order (structs).
     pub fields: Vec<Field>,
+    /// A struct's size in bytes (0 for a table).
+    pub bytesize: u32,
+    /// A struct's alignment in bytes (1 for a table).
+    pub minalign: u32,
 }
 
 /// A field of a table or struct.
@@ -138,6 +142,8 @@ pub struct Field {
     pub ty: Type,
     /// Marked `deprecated`: the slot stays, the accessor goes.
     pub deprecated: bool,
+    /// Marked `required`: a table without it fails verification.
+    pub required: bool,
 }
 
 /// A field type.
@@ -187,4 +193,17 @@ pub struct Enum {
     pub name: Name,
     /// A union: the tables its values name.
     pub union_members: Vec<String>,
+    /// Every value in declaration order, `NONE` included for a union.
+    pub values: Vec<EnumValue>,
+}
+
+/// One value of an enum or union.
+#[derive(Clone, Debug)]
+pub struct EnumValue {
+    /// The value's name as flatc spells it.
+    pub name: String,
+    /// The number on the wire.
+    pub value: i64,
+    /// For a union: the table this value carries (`None` for `NONE`).
+    pub table: Option<String>,
 }

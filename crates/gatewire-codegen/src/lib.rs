@@ -101,6 +101,26 @@ pub(crate) fn write(path: &Path, contents: &str) -> Result<PathBuf, Error> {
     Ok(path.to_owned())
 }
 
+/// The files under `dir`, relative to it, sorted (flatc's output tree).
+pub(crate) fn files_under(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::Io(format!("reading {}: {e}", dir.display())))?;
+        for entry in entries {
+            let path = entry.map_err(|e| Error::Io(format!("reading {}: {e}", dir.display())))?.path();
+            if path.is_dir() {
+                walk(base, &path, out)?;
+            } else if let Ok(rel) = path.strip_prefix(base) {
+                out.push(rel.to_owned());
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
 /// `SetTitle` → `set_title`.
 pub(crate) fn snake(name: &str) -> String {
     let mut out = String::new();
@@ -121,7 +141,6 @@ pub(crate) fn snake(name: &str) -> String {
 }
 
 /// `SetTitle` → `setTitle`.
-#[allow(dead_code)]
 pub(crate) fn lower_camel(name: &str) -> String {
     let mut c = name.chars();
     c.next().map(|f| f.to_lowercase().collect::<String>() + c.as_str()).unwrap_or_default()

@@ -350,6 +350,9 @@ fn service(out: &mut String, s: &Service) {
     );
     for m in &s.methods {
         doc_lines(out, "        ", &m.doc);
+        if !m.doc.is_empty() {
+            out.push_str("        ///\n");
+        }
         let _ = writeln!(out, "        /// {}", kind_doc(m.kind));
         let _ = writeln!(out, "        {};", handler_signature(m));
     }

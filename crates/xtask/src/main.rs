@@ -85,6 +85,10 @@ const GENERATED: &[(&str, &str, &str)] = &[
     ("flatc-rust", "schema/gatewire.fbs", "crates/gatewire-schema/src"),
     ("rust", "schema/examples/chart.fbs", "examples/schemas/src/generated"),
     ("rust", "schema/examples/gateway.fbs", "examples/schemas/src/generated"),
+    ("python", "schema/examples/chart.fbs", "examples/schemas/python"),
+    ("python", "schema/examples/gateway.fbs", "examples/schemas/python"),
+    ("ts", "schema/examples/chart.fbs", "examples/schemas/ts"),
+    ("ts", "schema/examples/gateway.fbs", "examples/schemas/ts"),
 ];
 
 /// Writes the generated code of every [`GENERATED`] entry under `out_root`

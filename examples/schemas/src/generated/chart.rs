@@ -1549,6 +1549,8 @@ impl ::gatewire::codegen::Table for chart::TitleT {
     }
 }
 
+/// Charts in a web page.
+///
 /// The `chart.Chart` service: method ids, descriptor, handler trait and client.
 pub mod chart_service {
     #![allow(unused_imports, clippy::all, missing_docs)]
@@ -1607,16 +1609,24 @@ pub mod chart_service {
     /// The service's handlers. Register an implementation with [`route`].
     #[::gatewire::codegen::async_trait]
     pub trait Handler: Send + Sync + 'static {
+        /// Creates a chart, or returns the one created earlier with the same key.
+        ///
         /// Unary.
         async fn create(&self, ctx: ::gatewire::CallContext, request: Fb<chart::CreateChartT>) -> Result<chart::ChartRefT, ::gatewire::Status>;
         /// Unary.
         async fn set_title(&self, ctx: ::gatewire::CallContext, request: Fb<chart::SetTitleT>) -> Result<chart::EmptyT, ::gatewire::Status>;
         /// Unary.
         async fn get_title(&self, ctx: ::gatewire::CallContext, request: Fb<chart::ChartRefT>) -> Result<chart::TitleT, ::gatewire::Status>;
+        /// Adds one batch of points.
+        ///
         /// Unary.
         async fn add_points(&self, ctx: ::gatewire::CallContext, request: Fb<chart::PointsT>) -> Result<chart::AddedT, ::gatewire::Status>;
+        /// Streams batches of points; the reply counts them once the stream ends.
+        ///
         /// Client streaming: a stream of items from the caller, then one reply.
         async fn stream_points(&self, ctx: ::gatewire::CallContext, items: Source<chart::PointsT>) -> Result<chart::AddedT, ::gatewire::Status>;
+        /// The page's points of a chart, in batches.
+        ///
         /// Server streaming: one request, then a stream of items from the callee.
         async fn snapshot(&self, ctx: ::gatewire::CallContext, request: Fb<chart::ChartRefT>, items: Sink<chart::PointsT>) -> Result<(), ::gatewire::Status>;
         /// Unary.
@@ -1685,6 +1695,8 @@ pub mod chart_service {
             &self.conn
         }
 
+        /// Creates a chart, or returns the one created earlier with the same key.
+        ///
         /// Unary.
         pub async fn create(&self, request: &chart::CreateChartT) -> ::gatewire::Result<Fb<chart::ChartRefT>> {
             ::gatewire::codegen::decode_reply(self.conn.call(CREATE, request.to_message()).await?)
@@ -1727,6 +1739,8 @@ pub mod chart_service {
             ::gatewire::codegen::decode_reply(self.conn.call_with(GET_TITLE, request.to_message(), deadline).await?)
         }
 
+        /// Adds one batch of points.
+        ///
         /// Unary.
         pub async fn add_points(&self, request: &chart::PointsT) -> ::gatewire::Result<Fb<chart::AddedT>> {
             ::gatewire::codegen::decode_reply(self.conn.call(ADD_POINTS, request.to_message()).await?)
@@ -1741,6 +1755,8 @@ pub mod chart_service {
             ::gatewire::codegen::decode_reply(self.conn.call_with(ADD_POINTS, request.to_message(), deadline).await?)
         }
 
+        /// Streams batches of points; the reply counts them once the stream ends.
+        ///
         /// Client streaming: a stream of items from the caller, then one reply.
         ///
         /// Send the items, `finish` the sink, then await the reply.
@@ -1749,6 +1765,8 @@ pub mod chart_service {
             Ok((Sink::new(items), ::gatewire::codegen::Reply::new(Source::new(replies))))
         }
 
+        /// The page's points of a chart, in batches.
+        ///
         /// Server streaming: one request, then a stream of items from the callee.
         pub async fn snapshot(&self, request: &chart::ChartRefT) -> ::gatewire::Result<Source<chart::PointsT>> {
             Ok(Source::new(self.conn.server_stream(SNAPSHOT, request.to_message()).await?))
@@ -1771,6 +1789,8 @@ pub mod chart_service {
     }
 }
 
+/// What the page tells the Python side. The Python side offers `ChartEvents`.
+///
 /// The `chart.ChartEvents` service: method ids, descriptor, handler trait and client.
 pub mod chart_events_service {
     #![allow(unused_imports, clippy::all, missing_docs)]

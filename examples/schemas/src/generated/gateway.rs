@@ -1717,6 +1717,8 @@ impl ::gatewire::codegen::Table for gateway::TelemetryRequestT {
     }
 }
 
+/// A gateway daemon.
+///
 /// The `gateway.Gateway` service: method ids, descriptor, handler trait and client.
 pub mod gateway_service {
     #![allow(unused_imports, clippy::all, missing_docs)]
@@ -1776,10 +1778,16 @@ pub mod gateway_service {
         async fn get_status(&self, ctx: ::gatewire::CallContext, request: Fb<gateway::EmptyT>) -> Result<gateway::StatusT, ::gatewire::Status>;
         /// Unary.
         async fn get_config(&self, ctx: ::gatewire::CallContext, request: Fb<gateway::EmptyT>) -> Result<gateway::ConfigT, ::gatewire::Status>;
+        /// Applies the given settings; returns the new configuration.
+        ///
         /// Unary.
         async fn set_config(&self, ctx: ::gatewire::CallContext, request: Fb<gateway::ConfigT>) -> Result<gateway::ConfigT, ::gatewire::Status>;
+        /// A direction command; nothing comes back.
+        ///
         /// One-way event: no reply; an event that fails to decode is dropped.
         async fn drive(&self, ctx: ::gatewire::CallContext, event: Fb<gateway::DirectionT>);
+        /// Chat: every message gets a reply, in order.
+        ///
         /// Bidirectional streaming: both sides send items.
         async fn chat(&self, ctx: ::gatewire::CallContext, items: Source<gateway::ChatMessageT>, replies: Sink<gateway::ChatMessageT>) -> Result<(), ::gatewire::Status>;
         /// Server streaming: one request, then a stream of items from the callee.
@@ -1871,6 +1879,8 @@ pub mod gateway_service {
             ::gatewire::codegen::decode_reply(self.conn.call_with(GET_CONFIG, request.to_message(), deadline).await?)
         }
 
+        /// Applies the given settings; returns the new configuration.
+        ///
         /// Unary.
         pub async fn set_config(&self, request: &gateway::ConfigT) -> ::gatewire::Result<Fb<gateway::ConfigT>> {
             ::gatewire::codegen::decode_reply(self.conn.call(SET_CONFIG, request.to_message()).await?)
@@ -1885,11 +1895,15 @@ pub mod gateway_service {
             ::gatewire::codegen::decode_reply(self.conn.call_with(SET_CONFIG, request.to_message(), deadline).await?)
         }
 
+        /// A direction command; nothing comes back.
+        ///
         /// One-way event: no reply; an event that fails to decode is dropped.
         pub async fn drive(&self, event: &gateway::DirectionT) -> ::gatewire::Result<()> {
             self.conn.emit(DRIVE, event.to_message()).await
         }
 
+        /// Chat: every message gets a reply, in order.
+        ///
         /// Bidirectional streaming: both sides send items.
         pub async fn chat(&self) -> ::gatewire::Result<(Sink<gateway::ChatMessageT>, Source<gateway::ChatMessageT>)> {
             let (items, replies) = self.conn.open_stream(CHAT, ::gatewire::Message::raw(::std::vec::Vec::new())).await?;
