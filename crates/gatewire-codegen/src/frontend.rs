@@ -53,10 +53,23 @@ pub fn find_flatc() -> Result<PathBuf, Error> {
     }))
 }
 
-/// Runs flatc with `args`, turning failure into an error that carries its
-/// output.
-pub(crate) fn run_flatc(flatc: &Path, args: &[&std::ffi::OsStr]) -> Result<(), Error> {
-    let out = Command::new(flatc).args(args).output().map_err(|e| Error::Flatc(format!("running flatc: {e}")))?;
+/// Runs flatc on `schema` with `options` (the language and its flags),
+/// `includes` as `-I` paths and output into `out`, turning failure into an
+/// error that carries flatc's own message.
+pub(crate) fn run_flatc(
+    flatc: &Path,
+    options: &[&str],
+    schema: &Path,
+    includes: &[PathBuf],
+    out: &Path,
+) -> Result<(), Error> {
+    let mut cmd = Command::new(flatc);
+    cmd.args(options);
+    for i in includes {
+        cmd.arg("-I").arg(i);
+    }
+    cmd.arg("-o").arg(out).arg(schema);
+    let out = cmd.output().map_err(|e| Error::Flatc(format!("running flatc: {e}")))?;
     if !out.status.success() {
         let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         if msg.is_empty() {
@@ -70,16 +83,7 @@ pub(crate) fn run_flatc(flatc: &Path, args: &[&std::ffi::OsStr]) -> Result<(), E
 /// Compiles `schema` with flatc (`includes` as `-I` paths) and reads it.
 pub fn load(flatc: &Path, schema: &Path, includes: &[PathBuf]) -> Result<Schema, Error> {
     let tmp = scratch_dir()?;
-    let mut args: Vec<&std::ffi::OsStr> =
-        vec!["--binary".as_ref(), "--schema".as_ref(), "--bfbs-builtins".as_ref(), "--bfbs-comments".as_ref()];
-    for i in includes {
-        args.push("-I".as_ref());
-        args.push(i.as_os_str());
-    }
-    args.push("-o".as_ref());
-    args.push(tmp.path().as_os_str());
-    args.push(schema.as_os_str());
-    run_flatc(flatc, &args)?;
+    run_flatc(flatc, &["--binary", "--schema", "--bfbs-builtins", "--bfbs-comments"], schema, includes, tmp.path())?;
     let stem = schema.file_stem().ok_or_else(|| Error::Schema(format!("{}: not a file", schema.display())))?;
     let bfbs = tmp.path().join(stem).with_extension("bfbs");
     let bytes = std::fs::read(&bfbs).map_err(|e| Error::Io(format!("reading {}: {e}", bfbs.display())))?;

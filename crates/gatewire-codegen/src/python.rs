@@ -31,16 +31,13 @@ pub fn generate(
 ) -> Result<Vec<PathBuf>, Error> {
     check_supported(ir)?;
     let tmp = scratch_dir()?;
-    let mut args: Vec<&std::ffi::OsStr> =
-        vec!["--python".as_ref(), "--gen-object-api".as_ref(), "--python-decode-obj-api-strings".as_ref()];
-    for i in includes {
-        args.push("-I".as_ref());
-        args.push(i.as_os_str());
-    }
-    args.push("-o".as_ref());
-    args.push(tmp.path().as_os_str());
-    args.push(schema.as_os_str());
-    run_flatc(flatc, &args)?;
+    run_flatc(
+        flatc,
+        &["--python", "--gen-object-api", "--python-decode-obj-api-strings"],
+        schema,
+        includes,
+        tmp.path(),
+    )?;
 
     let source = crate::display_name(schema);
     let header = format!("# {} {source}. Do not edit.\n", crate::GENERATED_HEADER);

@@ -21,15 +21,7 @@ pub fn generate(
     out: &Path,
 ) -> Result<Vec<PathBuf>, Error> {
     let tmp = scratch_dir()?;
-    let mut args: Vec<&std::ffi::OsStr> = vec!["--rust".as_ref(), "--gen-object-api".as_ref()];
-    for i in includes {
-        args.push("-I".as_ref());
-        args.push(i.as_os_str());
-    }
-    args.push("-o".as_ref());
-    args.push(tmp.path().as_os_str());
-    args.push(schema.as_os_str());
-    run_flatc(flatc, &args)?;
+    run_flatc(flatc, &["--rust", "--gen-object-api"], schema, includes, tmp.path())?;
     let stem = schema.file_stem().and_then(|s| s.to_str()).unwrap_or("schema").to_owned();
     let flatc_out = tmp.path().join(format!("{stem}_generated.rs"));
     let tables = std::fs::read_to_string(&flatc_out)

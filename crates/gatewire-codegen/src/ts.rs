@@ -29,15 +29,7 @@ pub fn generate(
 ) -> Result<Vec<PathBuf>, Error> {
     crate::python::check_supported(ir)?;
     let tmp = scratch_dir()?;
-    let mut args: Vec<&std::ffi::OsStr> = vec!["--ts".as_ref(), "--gen-object-api".as_ref()];
-    for i in includes {
-        args.push("-I".as_ref());
-        args.push(i.as_os_str());
-    }
-    args.push("-o".as_ref());
-    args.push(tmp.path().as_os_str());
-    args.push(schema.as_os_str());
-    run_flatc(flatc, &args)?;
+    run_flatc(flatc, &["--ts", "--gen-object-api"], schema, includes, tmp.path())?;
 
     let source = crate::display_name(schema);
     let header = format!("// {} {source}. Do not edit.\n", crate::GENERATED_HEADER);
