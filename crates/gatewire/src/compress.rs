@@ -18,18 +18,36 @@ pub(crate) fn compress(message: Message, level: i32) -> Message {
     }
 }
 
+/// The magic number that starts every (non-skippable) zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
 /// Decompresses a message whose body is compressed, producing exactly the
-/// declared number of bytes or an error. Never allocates more than the
-/// declared size (already checked against the message limit).
+/// declared number of bytes or an error (`docs/PROTOCOL.md` §5.4): the body
+/// must be exactly one zstd frame (no skippable frame, nothing after it),
+/// with no dictionary and a window of at most 2^[`WINDOW_LOG_MAX`] bytes.
+/// The output grows with what the frame actually produces and stops one
+/// byte past the declared size (itself checked against the message limit);
+/// nothing is allocated from a declared size.
 pub(crate) fn decompress(message: Message) -> Result<Message, Status> {
+    use std::io::Read;
+
     let Some(declared) = message.uncompressed_len else { return Ok(message) };
     let bad = |what: &str| Status::new(ErrorCode::PROTOCOL_VIOLATION, format!("compressed message: {what}"));
-    let mut d = zstd::bulk::Decompressor::new().map_err(|_| bad("decoder unavailable"))?;
-    d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(WINDOW_LOG_MAX)).map_err(|_| bad("decoder setup"))?;
-    let mut out = Vec::with_capacity(declared as usize);
-    let n = d.decompress_to_buffer(&message.body[..], &mut out).map_err(|_| bad("invalid or larger than declared"))?;
-    if n != declared as usize {
-        return Err(bad("shorter than declared"));
+    let body = &message.body[..];
+    if !body.starts_with(&ZSTD_MAGIC) {
+        return Err(bad("not a zstd frame"));
+    }
+    // The streaming decoder enforces the window limit (the one-shot decoder
+    // does not), and a frame that names a dictionary fails without one.
+    let mut d = zstd::stream::read::Decoder::with_buffer(body).map_err(|_| bad("decoder unavailable"))?.single_frame();
+    d.window_log_max(WINDOW_LOG_MAX).map_err(|_| bad("decoder setup"))?;
+    let mut out = Vec::new();
+    (&mut d).take(u64::from(declared) + 1).read_to_end(&mut out).map_err(|_| bad("invalid zstd frame"))?;
+    if out.len() != declared as usize {
+        return Err(bad(if out.len() > declared as usize { "larger than declared" } else { "shorter than declared" }));
+    }
+    if !d.finish().is_empty() {
+        return Err(bad("data after the zstd frame"));
     }
     Ok(Message { codec: message.codec, body: Bytes::from(out), uncompressed_len: None })
 }

@@ -33,7 +33,8 @@ use crate::stream::{RecvStream, SendStream};
 use crate::transport::{Framing, PeerInfo, Transport, TransportRead, TransportWrite, WriteBatch};
 
 /// After the connection ends, input is drained this long at most while the
-/// peer closes its side, so our last frames are not lost to a reset.
+/// peer closes its side, so our last frames are not lost to a reset; a
+/// write (or transport shutdown) still pending gets this long too.
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Frames are gathered into one write until it holds this many bytes.
@@ -942,6 +943,15 @@ async fn read_loop(shared: Arc<Shared>, mut reader: Box<dyn TransportRead>, fram
     let _ = tokio::time::timeout(LINGER, linger).await;
 }
 
+/// Resolves [`LINGER`] after the connection has ended. A write still
+/// pending then is abandoned: a peer that stopped reading must not keep the
+/// socket, and the writer task, alive once the connection is over.
+async fn ended_and_lingered(shared: &Shared) {
+    let mut closed = shared.closed.subscribe();
+    let _ = closed.wait_for(|c| *c).await;
+    tokio::time::sleep(LINGER).await;
+}
+
 async fn write_loop(shared: Arc<Shared>, mut writer: Box<dyn TransportWrite>) {
     let mut batch = WriteBatch::default();
     loop {
@@ -959,7 +969,9 @@ async fn write_loop(shared: Arc<Shared>, mut writer: Box<dyn TransportWrite>) {
         };
         if batch.is_empty() {
             if closed {
-                let _ = writer.shutdown().await;
+                // A TLS close_notify or WebSocket close frame must be
+                // written too: give a peer that does not read the linger.
+                let _ = tokio::time::timeout(LINGER, writer.shutdown()).await;
                 break;
             }
             shared.write_wake.notified().await;
@@ -972,7 +984,14 @@ async fn write_loop(shared: Arc<Shared>, mut writer: Box<dyn TransportWrite>) {
         c.frames_sent.fetch_add(batch.ends.len() as u64, Ordering::Relaxed);
         c.bytes_sent.fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
         c.writes.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = writer.write(&batch).await {
+        let written = tokio::select! {
+            r = writer.write(&batch) => r,
+            () = ended_and_lingered(&shared) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the peer stopped reading after the connection ended",
+            )),
+        };
+        if let Err(e) = written {
             debug!(error = %e, "write failed");
             let mut inner = shared.lock();
             if inner.close_error.is_none() {

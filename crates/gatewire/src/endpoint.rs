@@ -116,7 +116,8 @@ pub enum EndpointError {
     /// `user@` or `user:password@` in the authority.
     #[error("endpoint `{input}` carries credentials (`user@host`); credentials never go in endpoint URLs")]
     Credentials {
-        /// The whole input.
+        /// The whole input, with the credentials replaced by `<redacted>`:
+        /// an error message must not carry the secret on to logs.
         input: String,
     },
     /// A path, query or fragment on a scheme that has none.
@@ -288,8 +289,11 @@ fn parse_unix(rest: &str) -> Result<Endpoint, EndpointError> {
 
 /// `host:port` or `[v6]:port`.
 fn parse_authority(input: &str, authority: &str) -> Result<(String, u16), EndpointError> {
-    if authority.contains('@') {
-        return Err(EndpointError::Credentials { input: input.into() });
+    if let Some((credentials, _)) = authority.rsplit_once('@') {
+        // The scheme holds no `@`, so the first `credentials@` is in the
+        // authority.
+        let input = input.replacen(&format!("{credentials}@"), "<redacted>@", 1);
+        return Err(EndpointError::Credentials { input });
     }
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
         let Some((host, after)) = bracketed.split_once(']') else {
