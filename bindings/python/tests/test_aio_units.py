@@ -160,6 +160,16 @@ def test_compression_round_trip() -> None:
 
 
 @needs_zstd
+def test_ultra_levels_stay_within_the_window_every_receiver_accepts() -> None:
+    assert zstd is not None
+    big = (b"telemetry sample 0123456789 " * 400_000)[: 9 << 20]
+    packed = _compress.Compressor(22).compress(Message(Codec.RAW, big))
+    assert packed.uncompressed_len == len(big)
+    assert zstd.get_frame_parameters(packed.body).window_size <= 1 << _compress.WINDOW_LOG_MAX
+    assert _compress.decompress(packed).body == big
+
+
+@needs_zstd
 @pytest.mark.parametrize("content_size", [True, False])
 def test_lies_about_the_size_are_rejected(content_size: bool) -> None:
     body = bytes(10_000)

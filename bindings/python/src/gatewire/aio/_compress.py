@@ -36,6 +36,10 @@ AVAILABLE: bool = _zstd is not None
 WINDOW_LOG_MAX = 23
 """Largest zstd window a decoder accepts: 2^23 bytes (8 MiB)."""
 
+MAX_LEVEL = 19
+"""Highest zstd level used; higher levels are lowered to it, because their
+windows exceed :data:`WINDOW_LOG_MAX`."""
+
 _CONTENT_SIZE_UNKNOWN = (1 << 64) - 1
 
 
@@ -47,7 +51,9 @@ class Compressor:
     def __init__(self, level: int) -> None:
         if _zstd is None:  # pragma: no cover - callers check AVAILABLE
             raise RuntimeError("zstandard is not installed")
-        self._cctx = _zstd.ZstdCompressor(level=level, write_content_size=True)
+        # Levels above 19 ("ultra") use windows beyond 2^WINDOW_LOG_MAX on
+        # large messages, which every gatewire receiver refuses.
+        self._cctx = _zstd.ZstdCompressor(level=min(level, MAX_LEVEL), write_content_size=True)
 
     def compress(self, message: Message) -> Message:
         """The message compressed, if that makes it smaller; otherwise the
