@@ -1,7 +1,7 @@
 //! Project commands, run as `cargo xtask <command>`.
 //!
 //! - `test`: every check CI runs, installing what it needs.
-//! - `demo`: the demonstration of what is built.
+//! - `demo`: the desktop/gateway pair (a page in Chromium, a Python daemon).
 //! - `vectors`: rewrite `tests/vectors/` from the Rust core.
 //! - `codegen`: rewrite generated code (control tables, example schemas).
 //! - `fuzz [SECONDS]`: run every fuzz target (default 600 s each).
@@ -258,18 +258,41 @@ fn test() -> Result {
     Ok(())
 }
 
+/// The tool venv with the Python package installed (editable, with its test
+/// extras: websockets, zstandard, flatbuffers, numpy, ...); returns a path
+/// maker for its executables.
+fn python_env() -> Result<impl Fn(&str) -> String> {
+    let venv = tool_venv()?;
+    let bin = move |n: &str| venv.join("bin").join(n).to_str().expect("utf-8 path").to_owned();
+    run(&bin("pip"), &["install", "--quiet", "--disable-pip-version-check", "-e", "bindings/python[test]"])?;
+    Ok(bin)
+}
+
+/// The TypeScript package's pinned dependencies, built; and Debian's
+/// chromium for the browser tests and the demo.
+fn js_env() -> Result {
+    if !Path::new("/usr/bin/chromium").exists() {
+        step("installing Debian's chromium for the browser test and the demo");
+        run("apt-get", &["update", "-qq"])?;
+        run_in(&root(), "apt-get", &["install", "-y", "-qq", "chromium"], &[("DEBIAN_FRONTEND", "noninteractive")])?;
+    }
+    let dir = root().join("bindings/js");
+    run_in(&dir, "npm", &["ci", "--no-audit", "--no-fund", "--loglevel=error"], &[])?;
+    run_in(&dir, "npm", &["run", "--silent", "build"], &[])
+}
+
 /// The Python package: lint, type-check and test, including the
 /// differential run against the Rust core on random conversations.
 fn python_tests() -> Result {
     step("Python package (bindings/python): ruff, mypy --strict, pytest (vectors, properties, differential)");
-    let venv = tool_venv()?;
-    let bin = |n: &str| venv.join("bin").join(n).to_str().expect("utf-8 path").to_owned();
-    run(&bin("pip"), &["install", "--quiet", "--disable-pip-version-check", "-e", "bindings/python[test]"])?;
+    let bin = python_env()?;
     run("cargo", &["build", "--locked", "--quiet", "-p", "gatewire-vectors", "--bin", "record-conversations"])?;
     let recorder = root().join("target/debug/record-conversations");
     let dir = root().join("bindings/python");
-    run_in(&dir, &bin("ruff"), &["check", "--quiet"], &[])?;
-    run_in(&dir, &bin("ruff"), &["format", "--check", "--quiet"], &[])?;
+    for path in [".", "../../examples/gateway-pair"] {
+        run_in(&dir, &bin("ruff"), &["check", "--quiet", path], &[])?;
+        run_in(&dir, &bin("ruff"), &["format", "--check", "--quiet", path], &[])?;
+    }
     run_in(&dir, &bin("mypy"), &[], &[])?;
     run_in(
         &dir,
@@ -279,22 +302,24 @@ fn python_tests() -> Result {
     )
 }
 
-/// The TypeScript package: install pinned dependencies, type-check, test.
+/// The TypeScript package: install pinned dependencies, type-check, test
+/// (Node, interop, headless Chromium, the desktop/gateway pair).
 fn js_tests() -> Result {
-    step("TypeScript package (bindings/js): npm ci, typecheck, tests (Node, interop, headless Chromium)");
-    if !Path::new("/usr/bin/chromium").exists() {
-        step("installing Debian's chromium for the browser test");
-        run("apt-get", &["update", "-qq"])?;
-        run_in(&root(), "apt-get", &["install", "-y", "-qq", "chromium"], &[("DEBIAN_FRONTEND", "noninteractive")])?;
-    }
+    step("TypeScript package (bindings/js): npm ci, typecheck, tests (Node, interop, headless Chromium, the pair)");
+    js_env()?;
     let dir = root().join("bindings/js");
-    run_in(&dir, "npm", &["ci", "--no-audit", "--no-fund", "--loglevel=error"], &[])?;
     run_in(&dir, "npm", &["run", "--silent", "typecheck"], &[])?;
     run_in(&dir, "npm", &["test", "--silent"], &[])
 }
 
+/// The desktop (a page in headless Chromium) and gateway (a Python daemon)
+/// pair of `examples/gateway-pair`, after making sure what it needs is there.
 fn demo() -> Result {
-    run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-demo"])
+    step("setting up: the Python package, the TypeScript package, chromium");
+    let bin = python_env()?;
+    js_env()?;
+    step("the desktop/gateway pair (examples/gateway-pair/demo.py)");
+    run(&bin("python"), &["examples/gateway-pair/demo.py"])
 }
 
 fn vectors() -> Result {
