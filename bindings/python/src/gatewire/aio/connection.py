@@ -658,6 +658,10 @@ class Connection:
                 except RpcError as e:
                     _log.debug("write failed: %s", e)
                     failed = True
+                    if core.is_closed() and core.close_error() is None:
+                        # The connection had already ended gracefully and
+                        # the peer closed the transport first: nothing lost.
+                        break
                     if self._close_error is None:
                         self._close_error = e
                     core.handle_eof(self._now())
