@@ -309,7 +309,10 @@ fn js_tests() -> Result {
     js_env()?;
     let dir = root().join("bindings/js");
     run_in(&dir, "npm", &["run", "--silent", "typecheck"], &[])?;
-    run_in(&dir, "npm", &["test", "--silent"], &[])
+    run_in(&dir, "npm", &["test", "--silent"], &[])?;
+    step("TypeScript benchmark: type-check and a quick run (checks the harness, times nothing)");
+    run_in(&dir, "npx", &["tsc", "-p", "bench/tsconfig.json"], &[])?;
+    run_in(&dir, "node", &["bench/run.mjs", "--quick"], &[])
 }
 
 /// The desktop (a page in headless Chromium) and gateway (a Python daemon)
@@ -328,7 +331,7 @@ fn vectors() -> Result {
 }
 
 fn bench() -> Result {
-    run("cargo", &["build", "--locked", "--release", "-p", "gatewire-bench"])?;
+    run("cargo", &["build", "--locked", "--release", "-p", "gatewire-bench", "-p", "gatewire-interop"])?;
     for bin in ["codec", "rpc"] {
         let path = root().join("target/release").join(bin);
         let path = path.to_str().expect("utf-8 path");
@@ -337,6 +340,9 @@ fn bench() -> Result {
         step(&format!("{bin} benchmark, unpinned"));
         run(path, &[])?;
     }
+    step("TypeScript benchmark (bindings/js/bench): pinned and unpinned");
+    js_env()?;
+    run_in(&root().join("bindings/js"), "node", &["bench/run.mjs"], &[])?;
     Ok(())
 }
 
