@@ -245,6 +245,7 @@ fn test() -> Result {
     run("cargo", &["run", "--locked", "--quiet", "-p", "gatewire-example-pair"])?;
     python_tests()?;
     js_tests()?;
+    python_bench_smoke()?;
     step("benchmarks build (release) and codec smoke run");
     run("cargo", &["build", "--locked", "--release", "--quiet", "-p", "gatewire-bench"])?;
     run(root().join("target/release/codec").to_str().expect("utf-8 path"), &["--quick"])?;
@@ -302,6 +303,20 @@ fn python_tests() -> Result {
     )
 }
 
+/// A quick run of the Python benchmark (its own venv, the Node peers, the
+/// debug Rust peer): checks the harness, times nothing.
+fn python_bench_smoke() -> Result {
+    step("Python benchmark: a quick run (checks the harness, times nothing)");
+    run("cargo", &["build", "--locked", "--quiet", "-p", "gatewire-interop"])?;
+    let peer = root().join("target/debug/interop-peer");
+    run_in(
+        &root(),
+        "python3",
+        &["bindings/python/bench/run.py", "--quick"],
+        &[("GATEWIRE_INTEROP_PEER", peer.to_str().expect("utf-8 path"))],
+    )
+}
+
 /// The TypeScript package: install pinned dependencies, type-check, test
 /// (Node, interop, headless Chromium, the desktop/gateway pair).
 fn js_tests() -> Result {
@@ -340,6 +355,8 @@ fn bench() -> Result {
         step(&format!("{bin} benchmark, unpinned"));
         run(path, &[])?;
     }
+    step("Python benchmark (bindings/python/bench): pinned and unpinned");
+    run("python3", &["bindings/python/bench/run.py"])?;
     step("TypeScript benchmark (bindings/js/bench): pinned and unpinned");
     js_env()?;
     run_in(&root().join("bindings/js"), "node", &["bench/run.mjs"], &[])?;
