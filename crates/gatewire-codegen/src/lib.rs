@@ -159,7 +159,12 @@ pub mod build {
         println!("cargo:rerun-if-changed={}", schema.display());
         println!("cargo:rerun-if-env-changed=GATEWIRE_FLATC");
         let out = std::env::var_os("OUT_DIR").ok_or_else(|| crate::Error::Io("OUT_DIR is not set".into()))?;
-        let files = crate::generate(crate::Lang::Rust, schema, &[], Path::new(&out))?;
+        compile_to(schema, Path::new(&out))
+    }
+
+    /// [`compile`] into `out` instead of `OUT_DIR`, printing nothing.
+    pub fn compile_to(schema: &Path, out: &Path) -> Result<PathBuf, crate::Error> {
+        let files = crate::generate(crate::Lang::Rust, schema, &[], out)?;
         files.into_iter().next().ok_or_else(|| crate::Error::Io("nothing generated".into()))
     }
 }

@@ -154,3 +154,12 @@ fn generated_rust_starts_with_the_header_and_names_only_gatewire() {
     assert!(!text.contains(" flatbuffers::") && !text.contains("(flatbuffers::"), "only ::gatewire paths");
     assert!(!text.contains("extern crate") && !text.contains("#[non_exhaustive]"));
 }
+
+#[test]
+fn the_build_helper_writes_one_file_named_after_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = gatewire_codegen::build::compile_to(&repo().join("schema/examples/chart.fbs"), dir.path()).unwrap();
+    assert_eq!(file, dir.path().join("chart.rs"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("pub mod chart_service {") && text.contains("pub mod chart_events_service {"));
+}
