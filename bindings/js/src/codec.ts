@@ -8,10 +8,15 @@
  * error the decoder throws the same error forever: a framing error is fatal
  * and nothing after it is delivered.
  *
- * Payloads are zero-copy `subarray` views of the {@link ReadBuffer}. The read
- * buffer never writes over bytes it has handed out: when it needs room it
- * moves the unread bytes to a fresh allocation, so a payload stays valid for
- * as long as the application holds it.
+ * The {@link ReadBuffer} keeps the arrays it is given (short ones are
+ * gathered into blocks of its own) and never writes over bytes it has
+ * handed out. A payload that lies whole in one array is a zero-copy
+ * `subarray` view of it; one that spans several is copied once, into an
+ * array of exactly its length, when its last byte has arrived (a long one
+ * also comes as its pieces, {@link Frame.parts}, and is copied only when
+ * `payload` is read). Nothing is reserved ahead of the bytes received,
+ * whatever length a header declares, and a payload stays valid for as long
+ * as the application holds it.
  *
  * @module
  */
@@ -21,12 +26,10 @@ import { decodeHeader, encodeHeader, HEADER_LEN, U32_MAX, type Header } from './
 
 /**
  * At most this many bytes are reserved ahead of what has arrived, so memory
- * follows the bytes received rather than the length a peer declared.
+ * follows the bytes received rather than the length a peer declared. (The
+ * {@link ReadBuffer} now reserves nothing ahead at all.)
  */
 export const RESERVE_STEP = 64 * 1024;
-
-/** Smallest allocation the read buffer makes, to amortize tiny reads. */
-const MIN_ALLOCATION = 4 * 1024;
 
 /** A frame: its header and a payload (`header.length === payload.length`). */
 export interface Frame {
@@ -34,6 +37,13 @@ export interface Frame {
   header: Header;
   /** The payload bytes. */
   payload: Uint8Array;
+  /**
+   * Set by {@link FrameDecoder} on a long payload that spans several input
+   * arrays: views of its pieces, in order. `payload` then gathers them into
+   * one array when first read, so a reader that can use the pieces (the
+   * reassembly of a fragmented message) avoids that copy.
+   */
+  readonly parts?: readonly Uint8Array[] | undefined;
 }
 
 /**
@@ -65,7 +75,8 @@ export function encodeFrame(frame: Frame, buf: Uint8Array, offset = 0): number {
   if (available < required) {
     throw new InsufficientSizeError(required, available);
   }
-  encodeHeader({ ...frame.header, length: frame.payload.length }, buf, offset);
+  const h = frame.header;
+  encodeHeader(h.length === frame.payload.length ? h : { ...h, length: frame.payload.length }, buf, offset);
   buf.set(frame.payload, offset + HEADER_LEN);
   return required;
 }
@@ -111,82 +122,204 @@ export function decodeExact(message: Uint8Array, maxPayload: number): Frame {
 }
 
 /**
- * A growable byte queue for received bytes: appended at the back, consumed at
- * the front as zero-copy views. Bytes once handed out are never overwritten.
+ * Appended arrays at least this long are kept as they are; shorter ones are
+ * copied into the buffer's own block, so that a peer dribbling tiny reads
+ * cannot make it hold one array object per byte.
+ */
+const KEEP_MIN = 4 * 1024;
+
+/** Size of the buffer's own blocks, where short appends are gathered. */
+const BLOCK = 16 * 1024;
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * A queue of received bytes, appended at the back and consumed at the
+ * front. An appended array of {@link KEEP_MIN} bytes or more is kept, not
+ * copied (do not modify it afterwards); shorter ones are copied into a
+ * block the buffer owns. Bytes that lie in one array come out as zero-copy
+ * views of it; bytes spanning several are copied once into a new array of
+ * exactly their length. Nothing is reserved ahead of the bytes received,
+ * and bytes once handed out are never overwritten.
  */
 export class ReadBuffer {
-  #buf: Uint8Array = new Uint8Array(0);
-  #start = 0;
-  #end = 0;
+  /** The arrays holding unconsumed bytes, from index `#head`; the first from `#offset`. */
+  #chunks: Uint8Array[] = [];
+  #head = 0;
+  #offset = 0;
+  #length = 0;
+  /** The block short appends are copied into, and how much of it is used. */
+  #block: Uint8Array = EMPTY;
+  #blockUsed = 0;
 
   /** Unconsumed bytes. */
   get length(): number {
-    return this.#end - this.#start;
+    return this.#length;
   }
 
-  /** Bytes that can be appended without a new allocation. */
+  /** Bytes that can be appended without a new allocation (room left in the buffer's own block). */
   get capacity(): number {
-    return this.#buf.length - this.#start;
+    return this.#block.length - this.#blockUsed;
   }
 
   /** Whether no unconsumed byte is buffered. */
   isEmpty(): boolean {
-    return this.#end === this.#start;
+    return this.#length === 0;
   }
 
-  /** The unconsumed bytes (a view, valid until the next mutation's growth). */
+  /** The unconsumed bytes, as one view (gathered into one new array first if they span several). */
   view(): Uint8Array {
-    return this.#buf.subarray(this.#start, this.#end);
+    return this.#front(this.#length);
   }
 
-  /** Makes room for at least `additional` more bytes. */
-  reserve(additional: number): void {
-    if (this.#buf.length - this.#end >= additional) {
-      return;
-    }
-    const len = this.length;
-    const needed = len + additional;
-    const size = Math.max(needed, 2 * len, MIN_ALLOCATION);
-    const next = new Uint8Array(size);
-    next.set(this.#buf.subarray(this.#start, this.#end));
-    // The old allocation is left as it is: views handed out keep it alive.
-    this.#buf = next;
-    this.#start = 0;
-    this.#end = len;
-  }
+  /**
+   * Does nothing: the buffer keeps the arrays appended, or gathers short
+   * ones into blocks of its own, and never reserves room ahead.
+   */
+  reserve(_additional: number): void {}
 
-  /** Appends a copy of `data`. */
+  /** Appends `data`: kept by reference when it is {@link KEEP_MIN} bytes or more, else copied. */
   append(data: Uint8Array): void {
-    if (data.length === 0) {
+    const n = data.length;
+    if (n === 0) {
       return;
     }
-    this.reserve(data.length);
-    this.#buf.set(data, this.#end);
-    this.#end += data.length;
+    if (this.#head > 0) {
+      // Forget the arrays consumed.
+      this.#chunks.splice(0, this.#head);
+      this.#head = 0;
+    }
+    this.#length += n;
+    if (n >= KEEP_MIN) {
+      this.#chunks.push(data);
+      return;
+    }
+    const last = this.#chunks.length - 1;
+    const tail = this.#chunks[last];
+    const block = this.#block;
+    const used = this.#blockUsed;
+    if (block.length - used >= n) {
+      block.set(data, used);
+      this.#blockUsed = used + n;
+      // Extend the last array when it is the block's tail, else add a view.
+      if (tail !== undefined && tail.buffer === block.buffer && tail.byteOffset + tail.length === block.byteOffset + used) {
+        this.#chunks[last] = block.subarray(used - tail.length, used + n);
+      } else {
+        this.#chunks.push(block.subarray(used, used + n));
+      }
+      return;
+    }
+    const next = new Uint8Array(BLOCK);
+    next.set(data);
+    this.#block = next;
+    this.#blockUsed = n;
+    this.#chunks.push(next.subarray(0, n));
   }
 
   /** Drops `n` bytes from the front. */
   advance(n: number): void {
-    if (n > this.length) {
-      throw new RangeError(`cannot advance ${n} bytes past ${this.length}`);
+    if (n > this.#length) {
+      throw new RangeError(`cannot advance ${n} bytes past ${this.#length}`);
     }
-    this.#start += n;
+    this.#length -= n;
+    let left = n;
+    while (left > 0) {
+      const first = this.#chunks[this.#head] as Uint8Array;
+      const rest = first.length - this.#offset;
+      if (left < rest) {
+        this.#offset += left;
+        return;
+      }
+      left -= rest;
+      this.#head += 1;
+      this.#offset = 0;
+    }
   }
 
-  /** Removes and returns the first `n` bytes as a view. */
+  /** Removes and returns the first `n` bytes: a view when they lie in one array, else a copy. */
   take(n: number): Uint8Array {
-    if (n > this.length) {
-      throw new RangeError(`cannot take ${n} bytes of ${this.length}`);
+    if (n > this.#length) {
+      throw new RangeError(`cannot take ${n} bytes of ${this.#length}`);
     }
-    const out = this.#buf.subarray(this.#start, this.#start + n);
-    this.#start += n;
+    const out = this.#front(n);
+    this.advance(n);
     return out;
+  }
+
+  /**
+   * Removes the first `n` bytes and returns them as views of the arrays
+   * holding them (one view when they lie in one array), without copying.
+   */
+  takeParts(n: number): Uint8Array[] {
+    if (n > this.#length) {
+      throw new RangeError(`cannot take ${n} bytes of ${this.#length}`);
+    }
+    const parts: Uint8Array[] = [];
+    for (let i = this.#head, from = this.#offset, at = 0; at < n; i++, from = 0) {
+      const c = this.#chunks[i] as Uint8Array;
+      const k = Math.min(c.length - from, n - at);
+      parts.push(c.subarray(from, from + k));
+      at += k;
+    }
+    this.advance(n);
+    return parts;
   }
 
   /** Drops every buffered byte. */
   clear(): void {
-    this.#start = this.#end;
+    this.#chunks = [];
+    this.#head = 0;
+    this.#offset = 0;
+    this.#length = 0;
   }
+
+  /** The first `n` unconsumed bytes (`n <= length`), not consumed: a view, or a copy when they span arrays. */
+  #front(n: number): Uint8Array {
+    const start = this.#offset;
+    const first = this.#chunks[this.#head];
+    if (first === undefined || n === 0) {
+      return EMPTY;
+    }
+    if (first.length - start >= n) {
+      return first.subarray(start, start + n);
+    }
+    const out = new Uint8Array(n);
+    let at = 0;
+    for (let i = this.#head, from = start; at < n; i++, from = 0) {
+      const c = this.#chunks[i] as Uint8Array;
+      const k = Math.min(c.length - from, n - at);
+      out.set(from === 0 && k === c.length ? c : c.subarray(from, from + k), at);
+      at += k;
+    }
+    return out;
+  }
+}
+
+/** `parts` copied back to back into one new array of `length` bytes (their total). */
+export function gather(parts: readonly Uint8Array[], length: number): Uint8Array {
+  if (parts.length === 1) {
+    return parts[0] as Uint8Array;
+  }
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A decoded frame whose payload spans several arrays: gathered when `payload` is first read. */
+function splitFrame(header: Header, parts: Uint8Array[]): Frame {
+  let payload: Uint8Array | undefined;
+  return {
+    header,
+    parts,
+    get payload(): Uint8Array {
+      payload ??= gather(parts, header.length);
+      return payload;
+    },
+  };
 }
 
 type DecoderState = { readonly kind: 'head' } | { readonly kind: 'body'; readonly header: Header } | { readonly kind: 'failed'; readonly error: FrameError };
@@ -231,29 +364,34 @@ export class FrameDecoder {
         case 'failed':
           throw state.error;
         case 'head': {
-          let header: Header | undefined;
+          if (buf.length < HEADER_LEN) {
+            return undefined;
+          }
+          let header: Header;
           try {
-            header = decodeHeader(buf.view(), this.#maxPayload);
+            header = decodeHeader(buf.take(HEADER_LEN), this.#maxPayload) as Header;
           } catch (e) {
             this.#state = { kind: 'failed', error: e as FrameError };
             throw e;
           }
-          if (header === undefined) {
-            buf.reserve(HEADER_LEN - buf.length);
-            return undefined;
-          }
-          buf.advance(HEADER_LEN);
           this.#state = { kind: 'body', header };
           break;
         }
         case 'body': {
           const len = state.header.length;
           if (buf.length < len) {
-            const missing = len - buf.length;
-            buf.reserve(Math.min(missing, RESERVE_STEP));
             return undefined;
           }
           this.#state = HEAD;
+          // A long payload spanning arrays comes as its pieces (copied
+          // only if `payload` is read); a short one is copied at once.
+          if (len >= KEEP_MIN) {
+            const parts = buf.takeParts(len);
+            if (parts.length > 1) {
+              return splitFrame(state.header, parts);
+            }
+            return { header: state.header, payload: parts[0] as Uint8Array };
+          }
           return { header: state.header, payload: buf.take(len) };
         }
       }

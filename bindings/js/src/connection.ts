@@ -32,15 +32,17 @@
  *
  * ## Buffers
  *
- * Received payloads are zero-copy views of the connection's receive buffer,
- * which never overwrites bytes it has handed out. Message bodies passed to
- * `send*` are kept by reference until their frames are polled: do not modify
- * them after sending.
+ * Received payloads are zero-copy views of the input where they lie whole
+ * in one array given to `handleBytes` or `handleFrame` (so do not modify
+ * those afterwards); the receive buffer never overwrites bytes it has
+ * handed out. Message bodies passed to `send*` are kept by reference until
+ * their frames are polled, and the frames' payloads are views of them: do
+ * not modify them after sending.
  *
  * @module
  */
 
-import { decodeExact, FrameDecoder, newFrame, ReadBuffer, type Frame } from './codec.js';
+import { decodeExact, FrameDecoder, gather, newFrame, ReadBuffer, type Frame } from './codec.js';
 import {
   decodeErrorInfo,
   decodeGoAway,
@@ -598,19 +600,20 @@ class Assembly {
     this.expires = expires;
   }
 
-  push(chunk: Uint8Array): void {
-    this.#chunks.push(chunk);
-    this.bodyLen += chunk.length;
+  /** Adds a fragment's payload (its pieces when the decoder left them apart: they are copied only once, by `body`). */
+  push(frame: Frame): void {
+    if (frame.parts !== undefined) {
+      for (const p of frame.parts) {
+        this.#chunks.push(p);
+      }
+    } else {
+      this.#chunks.push(frame.payload);
+    }
+    this.bodyLen += frame.header.length;
   }
 
   body(): Uint8Array {
-    const out = new Uint8Array(this.bodyLen);
-    let at = 0;
-    for (const c of this.#chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return gather(this.#chunks, this.bodyLen);
   }
 }
 
@@ -1046,7 +1049,10 @@ export class Connection {
 
   // ----- inputs -----------------------------------------------------------------
 
-  /** Bytes from a byte-stream transport (copied into the receive buffer). */
+  /**
+   * Bytes from a byte-stream transport. Payloads are views of them where
+   * they can be (see `ReadBuffer`): do not modify `data` afterwards.
+   */
   handleBytes(now: number, data: Uint8Array): void {
     if (this.isClosed()) {
       return;
@@ -2326,7 +2332,7 @@ export class Connection {
       throw new LimitExceededError('max_message', total, maxMessage);
     }
     const stream = a.ty === FrameType.STREAM_DATA;
-    a.push(frame.payload);
+    a.push(frame);
     this.#returnConnectionCredit(h.length);
     if (stream) {
       this.#creditReassembly(h.id, h.length);

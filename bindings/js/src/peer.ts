@@ -38,7 +38,8 @@ import {
   type PeerInfo,
   type Role,
 } from './connection.js';
-import { encodedLen, encodeFrame, type Frame } from './codec.js';
+import { encodeFrame, type Frame } from './codec.js';
+import { encodeHeader, HEADER_LEN } from './frame.js';
 import {
   ApiError,
   BlockedError,
@@ -304,6 +305,23 @@ function unref(handle: TimerHandle): void {
   }
 }
 
+/**
+ * Frame payloads at least this long go to a byte-stream transport as they
+ * are rather than being copied into the batch buffer (the socket gathers
+ * them in one `writev`).
+ */
+const BY_REFERENCE = 8 * 1024;
+
+/** Frames taken from the core for one `transport.send`. */
+interface Batch {
+  /** What `transport.send` takes. */
+  readonly chunks: Uint8Array[];
+  /** Frames in it. */
+  readonly frames: number;
+  /** Bytes in it. */
+  readonly bytes: number;
+}
+
 /** A FIFO queue with O(1) shift. */
 class Queue<T> {
   #items: T[] = [];
@@ -444,6 +462,45 @@ function waitFor(
   });
 }
 
+/**
+ * What a handler gets. Its abort controller is made when the handler first
+ * reads `signal` (most never do, and a Node `AbortController` costs
+ * microseconds); an abort before that is remembered and the signal is born
+ * aborted.
+ */
+class HandlerContext implements CallContext {
+  #ctrl: AbortControllerLike | undefined = undefined;
+  #aborted = false;
+  #reason: unknown = undefined;
+
+  constructor(
+    readonly id: number,
+    readonly method: number,
+    readonly deadline: number | undefined,
+    readonly connection: Connection,
+  ) {}
+
+  get signal(): AbortSignalLike {
+    if (this.#ctrl === undefined) {
+      this.#ctrl = abortController();
+      if (this.#aborted) {
+        this.#ctrl.abort(this.#reason);
+      }
+    }
+    return this.#ctrl.signal;
+  }
+
+  /** Fires the signal (the first reason wins, as with `AbortController`). */
+  abort(reason: unknown): void {
+    if (this.#aborted) {
+      return;
+    }
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#ctrl?.abort(reason);
+  }
+}
+
 /** Everything one connection's driver holds; {@link Connection} is its public face. */
 class Driver {
   readonly core: CoreConnection;
@@ -455,7 +512,7 @@ class Driver {
 
   readonly calls = new Map<number, PendingCall>();
   readonly streams = new Map<number, StreamSlot>();
-  readonly #handlers = new Map<number, AbortControllerLike>();
+  readonly #handlers = new Map<number, HandlerContext>();
   readonly #pings = new Map<bigint, Deferred<number>>();
   readonly #events = new Map<number, EventQueue>();
   /** Connection-level room: call slots, send queue, GOAWAY, or the end. */
@@ -628,9 +685,16 @@ class Driver {
     }
   }
 
+  /**
+   * Keeps one timer for the core's next deadline. A timer armed for an
+   * earlier moment is kept (the keepalive deadline moves with every frame
+   * received): firing early only makes the core find nothing due, and the
+   * timer is then armed again.
+   */
   #armTimer(): void {
     const at = this.core.pollTimeout();
-    if (at === this.#timerAt) {
+    const armed = this.#timerAt;
+    if (at === armed || (at !== undefined && armed !== undefined && armed < at)) {
       return;
     }
     if (this.#timer !== undefined) {
@@ -655,35 +719,60 @@ class Driver {
     }
   }
 
-  /** Takes the core's next frames, encoded back to back, at most {@link MAX_BATCH} bytes (plus one frame). */
-  #collect(): { bytes: Uint8Array; ends: number[] } | undefined {
+  /**
+   * Takes the core's next frames, at most {@link MAX_BATCH} bytes (plus one
+   * frame), as the chunks {@link Transport.send} takes. Headers and
+   * payloads are encoded into one new buffer, except that on a byte stream
+   * a payload of {@link BY_REFERENCE} bytes or more (a view of a message
+   * body the application handed over) is passed as it is, between two
+   * pieces of that buffer; with message framing each frame is one chunk.
+   */
+  #collect(): Batch | undefined {
     const frames: Frame[] = [];
-    let total = 0;
-    while (total < MAX_BATCH) {
+    const stream = this.transport.framing === 'stream';
+    let bytes = 0;
+    let copied = 0;
+    while (bytes < MAX_BATCH) {
       const f = this.core.pollTransmit();
       if (f === undefined) {
         break;
       }
       frames.push(f);
-      total += encodedLen(f);
+      const n = f.payload.length;
+      bytes += HEADER_LEN + n;
+      copied += HEADER_LEN + (stream && n >= BY_REFERENCE ? 0 : n);
     }
     if (frames.length === 0) {
       return undefined;
     }
-    const bytes = new Uint8Array(total);
-    const ends: number[] = [];
+    const buf = new Uint8Array(copied);
+    const chunks: Uint8Array[] = [];
     let at = 0;
+    let start = 0;
     for (const f of frames) {
-      at += encodeFrame(f, bytes, at);
-      ends.push(at);
+      if (stream && f.payload.length >= BY_REFERENCE) {
+        encodeHeader(f.header, buf, at);
+        at += HEADER_LEN;
+        chunks.push(buf.subarray(start, at), f.payload);
+        start = at;
+      } else {
+        at += encodeFrame(f, buf, at);
+        if (!stream) {
+          chunks.push(buf.subarray(start, at));
+          start = at;
+        }
+      }
     }
-    return { bytes, ends };
+    if (start < at) {
+      chunks.push(buf.subarray(start, at));
+    }
+    return { chunks, frames: frames.length, bytes };
   }
 
   async #writeLoop(): Promise<void> {
     try {
       for (;;) {
-        let batch: { bytes: Uint8Array; ends: number[] } | undefined;
+        let batch: Batch | undefined;
         for (;;) {
           batch = this.#collect();
           // Polling frames can produce events (Writable) and let paused input
@@ -701,21 +790,10 @@ class Driver {
           }
           return;
         }
-        let chunks: Uint8Array[];
-        if (this.transport.framing === 'message') {
-          chunks = [];
-          let start = 0;
-          for (const end of batch.ends) {
-            chunks.push(batch.bytes.subarray(start, end));
-            start = end;
-          }
-        } else {
-          chunks = [batch.bytes];
-        }
-        this.stats.framesSent += batch.ends.length;
-        this.stats.bytesSent += batch.bytes.length;
+        this.stats.framesSent += batch.frames;
+        this.stats.bytesSent += batch.bytes;
         this.stats.writes += 1;
-        await this.transport.send(chunks);
+        await this.transport.send(batch.chunks);
       }
     } catch (e) {
       // The write failed: the connection is lost.
@@ -841,9 +919,9 @@ class Driver {
         this.#onEvent(e.method, e.message);
         return;
       case 'Cancelled': {
-        const ctrl = this.#handlers.get(e.id);
-        if (ctrl !== undefined) {
-          defer(() => ctrl.abort(new RemoteError(e.code, 'cancelled by the caller')));
+        const ctx = this.#handlers.get(e.id);
+        if (ctx !== undefined) {
+          defer(() => ctx.abort(new RemoteError(e.code, 'cancelled by the caller')));
         }
         const slot = this.streams.get(e.id);
         if (slot !== undefined) {
@@ -910,8 +988,8 @@ class Driver {
       }
       slot.wake();
     }
-    for (const ctrl of this.#handlers.values()) {
-      defer(() => ctrl.abort(reason));
+    for (const ctx of this.#handlers.values()) {
+      defer(() => ctx.abort(reason));
     }
     for (const p of this.#pings.values()) {
       p.reject(reason);
@@ -996,13 +1074,7 @@ class Driver {
 
   async #runEvents(method: number, handler: (ctx: CallContext, m: Message) => unknown, q: EventQueue): Promise<void> {
     for (let m = q.queue.shift(); m !== undefined; m = q.queue.shift()) {
-      const ctx: CallContext = {
-        id: 0,
-        method,
-        deadline: undefined,
-        signal: abortController().signal,
-        connection: this.connection,
-      };
+      const ctx = new HandlerContext(0, method, undefined, this.connection);
       try {
         await handler(ctx, m);
       } catch {
@@ -1010,10 +1082,6 @@ class Driver {
       }
     }
     q.running = false;
-  }
-
-  #context(id: number, method: number, deadline: number | undefined, ctrl: AbortControllerLike): CallContext {
-    return { id, method, deadline, signal: ctrl.signal, connection: this.connection };
   }
 
   #spawnUnary(id: number, method: number, msg: Message, deadline: number | undefined): void {
@@ -1030,9 +1098,8 @@ class Driver {
       this.core.sendError(id, ErrorCode.UNKNOWN_METHOD, { message: `no handler for method ${method}` });
       return;
     }
-    const ctrl = abortController();
-    this.#handlers.set(id, ctrl);
-    const ctx = this.#context(id, method, deadline, ctrl);
+    const ctx = new HandlerContext(id, method, deadline, this.connection);
+    this.#handlers.set(id, ctx);
     defer(() => {
       void (async () => {
         let outcome: { ok: true; reply: Message } | { ok: false; status: Status };
@@ -1139,9 +1206,8 @@ class Driver {
       return;
     }
     this.streams.set(id, new StreamSlot(end, false));
-    const ctrl = abortController();
-    this.#handlers.set(id, ctrl);
-    const ctx = this.#context(id, method, deadline, ctrl);
+    const ctx = new HandlerContext(id, method, deadline, this.connection);
+    this.#handlers.set(id, ctx);
     const rx = new RecvStream(this, id, false);
     const tx = new SendStream(this, id);
     defer(() => {

@@ -11,15 +11,17 @@
  * binary message is a transport error (close 1003). permessage-deflate is
  * never negotiated (a compression bomb has nothing to inflate).
  *
- * Backpressure: `send` passes each frame to `ws.send(data, cb)` and
- * resolves when the last callback ran, i.e. the batch has been handed to
- * the socket; input is paused with `ws.pause()` while the protocol core is
- * not consuming.
+ * Backpressure: `send` passes each frame to `ws.send` with the socket
+ * corked, so a batch leaves in one write, and resolves when the last
+ * frame's callback ran, i.e. the batch has been handed to the socket;
+ * input is paused with `ws.pause()` while the protocol core is not
+ * consuming.
  *
  * @module
  */
 
 import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 
 import WebSocket from 'ws';
@@ -47,6 +49,18 @@ const LINGER_MS = 2_000;
 
 function view(b: Buffer): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** `ws.send` options of every frame. */
+const BINARY = { binary: true } as const;
+
+/**
+ * The socket under a `ws` WebSocket (`ws`'s `_socket`, which its typings
+ * leave out), so that a batch of messages can be corked into one write.
+ */
+function socketOf(ws: WebSocket): Duplex | undefined {
+  const socket = (ws as unknown as { _socket?: Duplex | null })._socket;
+  return socket !== null && typeof socket?.cork === 'function' ? socket : undefined;
 }
 
 function toBytes(data: WebSocket.RawData): Uint8Array {
@@ -134,28 +148,30 @@ export class NodeWebSocketTransport implements Transport {
     if (ws.readyState !== WebSocket.OPEN) {
       return Promise.reject(new Error('the websocket is not open'));
     }
+    const last = frames.length - 1;
+    if (last < 0) {
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
-      let left = frames.length;
-      let failed = false;
-      if (left === 0) {
-        resolve();
-        return;
-      }
-      for (const f of frames) {
-        ws.send(f, { binary: true }, (err?: Error) => {
-          if (failed) {
-            return;
-          }
+      // One message per frame, but one system call per batch: `ws` corks
+      // and uncorks the socket around each message, which nests inside ours.
+      const socket = socketOf(ws);
+      socket?.cork();
+      try {
+        for (let i = 0; i < last; i++) {
+          ws.send(frames[i] as Uint8Array, BINARY);
+        }
+        // Writes complete in order, and a failed socket fails every pending
+        // write: the last callback speaks for the batch.
+        ws.send(frames[last] as Uint8Array, BINARY, (err?: Error) => {
           if (err !== undefined && err !== null) {
-            failed = true;
             reject(err);
-            return;
-          }
-          left -= 1;
-          if (left === 0) {
+          } else {
             resolve();
           }
         });
+      } finally {
+        socket?.uncork();
       }
     });
   }
