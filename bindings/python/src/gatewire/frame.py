@@ -117,7 +117,7 @@ class Flags(int):
 
     def contains(self, other: int) -> bool:
         """Whether every bit of ``other`` is set."""
-        return int(self) & int(other) == int(other)
+        return self & other == other
 
     def union(self, other: int) -> Flags:
         """The union of both sets."""
@@ -194,16 +194,16 @@ class FrameType(int):
 
     def is_extension(self) -> bool:
         """Whether the type is in the ignorable extension range."""
-        return int(self) >= FrameType.EXTENSION_MIN
+        return self >= 0x80
 
     def is_message(self) -> bool:
         """Whether frames of this type start a message that may span several
         frames and carries a payload codec."""
-        return int(self) in (0x03, 0x04, 0x06, 0x07, 0x08)
+        return self in (0x03, 0x04, 0x06, 0x07, 0x08)
 
     def opens_id(self) -> bool:
         """Whether a frame of this type opens a new id."""
-        return int(self) in (0x03, 0x06, 0x07)
+        return self in (0x03, 0x06, 0x07)
 
     def allowed_flags(self) -> Flags:
         """The flags a frame of this type may carry."""
@@ -278,6 +278,13 @@ Codec.JSON = Codec(3)
 
 _CONNECTION_LEVEL = (0x01, 0x02, 0x0B, 0x0C)
 
+# Every byte value as its wire type, built once: decoding a header looks
+# them up instead of constructing (and range-checking) three objects.
+_FRAME_TYPES = tuple(FrameType(v) for v in range(256))
+_FLAGS = tuple(Flags(v) for v in range(256))
+_CODECS = tuple(Codec(v) for v in range(256))
+_ALLOWED_FLAGS = tuple(int(t.allowed_flags()) for t in _FRAME_TYPES)
+
 
 @dataclass(frozen=True, slots=True)
 class Header:
@@ -303,9 +310,12 @@ class Header:
     arg: int = 0
 
     def __post_init__(self) -> None:
-        for what, value in (("length", self.length), ("id", self.id), ("arg", self.arg)):
-            if not 0 <= value <= U32_MAX:
-                raise ValueError(f"header {what} {value} is outside 0..=0xffffffff")
+        if not (
+            0 <= self.length <= U32_MAX and 0 <= self.id <= U32_MAX and 0 <= self.arg <= U32_MAX
+        ):
+            for what, value in (("length", self.length), ("id", self.id), ("arg", self.arg)):
+                if not 0 <= value <= U32_MAX:
+                    raise ValueError(f"header {what} {value} is outside 0..=0xffffffff")
         # Plain ints are accepted and normalized to the wire types.
         if type(self.ty) is not FrameType:
             object.__setattr__(self, "ty", FrameType(self.ty))
@@ -356,7 +366,7 @@ class Header:
             raise FrameTooLarge(length, limit)
         if reserved != 0:
             raise ReservedByte(reserved)
-        header = Header(length, FrameType(ty), Flags(flags), Codec(codec), id_, arg)
+        header = Header(length, _FRAME_TYPES[ty], _FLAGS[flags], _CODECS[codec], id_, arg)
         header.validate()
         return header
 
@@ -370,14 +380,13 @@ class Header:
         """
         ty = self.ty
         v = int(ty)
-        if ty.name is None and not ty.is_extension():
-            raise UnknownType(v)
-        if ty.is_extension():
+        if v >= 0x80:
             return
-        allowed = ty.allowed_flags()
-        if int(self.flags) & ~int(allowed) & 0xFF != 0:
+        if v not in _TYPE_NAMES:
+            raise UnknownType(v)
+        if self.flags & ~_ALLOWED_FLAGS[v] & 0xFF != 0:
             raise InvalidFlags(ty, int(self.flags))
-        if not ty.is_message() and self.codec != Codec.RAW:
+        if self.codec != Codec.RAW and v not in (0x03, 0x04, 0x06, 0x07, 0x08):
             raise UnexpectedCodec(ty, int(self.codec))
         connection_level = v in _CONNECTION_LEVEL
         # CREDIT may name the connection (0) or a stream; GOAWAY names a last id.

@@ -510,7 +510,8 @@ class _Budget:
 
     def refund(self, n: int) -> None:
         """Earns back ``n``, up to the maximum."""
-        self._left = min(self._left + n, self._max)
+        left = self._left + n
+        self._left = left if left < self._max else self._max
 
 
 class _SortedSet:
@@ -712,18 +713,20 @@ class _OutMessage:
         """Cuts the next frame of at most ``budget`` payload bytes
         (``budget >= min_frame()``)."""
         if self.started:
-            take = min(budget, self._body_left())
+            left = len(self._body) - self._pos
+            take = min(budget, left)
             payload = self._body[self._pos : self._pos + take]
             self._pos += take
-            flags = Flags.NONE if self._body_left() == 0 else Flags.MORE
+            flags = Flags.NONE if take == left else Flags.MORE
             return Frame(
                 Header(len(payload), FrameType.CONTINUATION, flags, Codec.RAW, self.id, 0), payload
             )
         self.started = True
-        take = min(max(budget - len(self.prelude), 0), self._body_left())
-        payload = self.prelude + self._body[self._pos : self._pos + take]
+        left = len(self._body) - self._pos
+        take = min(max(budget - len(self.prelude), 0), left)
+        payload = self.prelude + self._body[self._pos : self._pos + take] if take else self.prelude
         self._pos += take
-        flags = self.flags if self._body_left() == 0 else self.flags.union(Flags.MORE)
+        flags = self.flags if take == left else self.flags.union(Flags.MORE)
         return Frame(Header(len(payload), self.ty, flags, self.codec, self.id, self.arg), payload)
 
 
@@ -734,6 +737,8 @@ class _PendingEvent:
     """Connection credit to return when the event is delivered."""
     opens: int | None
     """The call whose delivery this is (opens), to mark it delivered."""
+    size: int
+    """What the event counts against the event queue's bytes."""
 
 
 def _control_frame(ty: FrameType, id: int, arg: int, payload: bytes) -> Frame:  # noqa: A002
@@ -1346,10 +1351,10 @@ class Connection:
     def _flush_pending_grant(self, id_: int) -> None:
         """Sends a stream's accumulated grant when it is large enough (or the
         peer is out of credit), once the peer has seen the stream."""
-        threshold = max(self._config.limits.initial_stream_credit // 2, 1)
         call = self._calls.get(id_)
         if call is None or call.kind is not _Kind.STREAM or not call.opened or not call.recv_open:
             return
+        threshold = max(self._config.limits.initial_stream_credit // 2, 1)
         room = max(MAX_WINDOW - call.recv_credit, 0)
         grant = min(call.grant_pending, room)
         if grant > 0 and (grant >= threshold or call.recv_credit <= 0):
@@ -1444,7 +1449,7 @@ class Connection:
         """The next event for the application, if any."""
         while self._events:
             pending = self._events.popleft()
-            self._event_bytes = max(0, self._event_bytes - _message_len(pending.event))
+            self._event_bytes = max(0, self._event_bytes - pending.size)
             self._return_connection_credit(pending.credit)
             if pending.opens is not None:
                 call = self._calls.get(pending.opens)
@@ -1696,6 +1701,12 @@ class Connection:
     def _prelude(self, h: Header, payload: bytes) -> tuple[int | None, int | None, bytes]:
         """Parses the prelude of a message's first frame: (deadline ms,
         uncompressed size, the rest of the payload)."""
+        limit = self._config.limits.max_message
+        if not h.flags & (Flags.DEADLINE | Flags.COMPRESSED):
+            # No prelude: the payload is the message.
+            if len(payload) > limit:
+                raise LimitExceeded("max_message", len(payload), limit)
+            return None, None, payload
         at = 0
 
         def take(what: str) -> int:
@@ -1716,7 +1727,6 @@ class Connection:
                 raise LimitExceeded("max_message", n, self._config.limits.max_message)
             uncompressed = n
         rest = payload[at:] if at else payload
-        limit = self._config.limits.max_message
         if len(rest) > limit:
             raise LimitExceeded("max_message", len(rest), limit)
         return deadline, uncompressed, rest
@@ -2237,8 +2247,9 @@ class Connection:
         self._maybe_finish()
 
     def _push_event(self, event: Event, credit: int, opens: int | None) -> None:
-        self._event_bytes += _message_len(event)
-        self._events.append(_PendingEvent(event, credit, opens))
+        size = _message_len(event)
+        self._event_bytes += size
+        self._events.append(_PendingEvent(event, credit, opens, size))
 
     def _return_connection_credit(self, n: int) -> None:
         if n == 0 or self.is_closed():
@@ -2277,18 +2288,25 @@ class Connection:
                 self._control.appendleft(self._deferred.pop())
         if self._control:
             return self._control.popleft()
+        if not self._out:
+            return None
         lim = self._config.limits
         peer = self._peer_limits()
         fragment = min(peer.max_frame, lim.send_fragment)
         small = MIN_FRAGMENT
+        # What the connection's credit allows any message (a stream's own
+        # credit may allow less).
+        conn_budget = min(max(self._send_credit, 0), fragment)
+        conn_worth = max(min(small, peer.connection_credit // 2, fragment), 1)
         for _ in range(len(self._out)):
             msg = self._out.popleft()
             call = self._calls.get(msg.id)
+            unsent_open = msg.is_unsent_open()
             # New ids go out in increasing order, the messages of one id one
             # after the other, and at most `max_in_flight` fragmented events
             # are in progress at once.
             waits_turn = (
-                (msg.is_unsent_open() and (not self._opens or self._opens[0] != msg.seq))
+                (unsent_open and (not self._opens or self._opens[0] != msg.seq))
                 or (call is not None and (not call.out_seqs or call.out_seqs[0] != msg.seq))
                 or (
                     not msg.started
@@ -2296,21 +2314,20 @@ class Connection:
                     and self._events_sending >= peer.max_in_flight
                 )
             )
-            credit = max(self._send_credit, 0)
-            window = peer.connection_credit
-            if msg.stream_credit:
-                credit = min(credit, max(call.send_credit, 0) if call is not None else 0)
-                window = min(window, peer.initial_stream_credit)
-            budget = min(credit, fragment)
+            budget = conn_budget
             # A frame cut short by credit must be worth sending: wait for at
             # least a small frame's worth (or half the window, if smaller).
-            worth = max(min(small, window // 2, fragment), 1)
+            worth = conn_worth
+            if msg.stream_credit:
+                budget = min(budget, max(call.send_credit, 0) if call is not None else 0)
+                window = min(peer.connection_credit, peer.initial_stream_credit)
+                worth = max(min(small, window // 2, fragment), 1)
             too_small = budget < msg.remaining() and budget < worth
             if waits_turn or budget < msg.min_frame() or too_small:
                 self._out.append(msg)
                 continue
             opening = not msg.started
-            if msg.is_unsent_open():
+            if unsent_open:
                 self._opens.popleft()
             frame = msg.next_frame(budget)
             n = len(frame.payload)
@@ -2320,7 +2337,6 @@ class Connection:
             if msg.is_event() and opening != done:
                 # A fragmented event starts (or ends) being reassembled.
                 self._events_sending += 1 if opening else -1
-            call = self._calls.get(msg.id)
             if call is not None:
                 if done:
                     call.out_seqs.popleft()

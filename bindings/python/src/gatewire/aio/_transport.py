@@ -52,6 +52,12 @@ WS_MAX_QUEUE = 16
 """Incoming WebSocket messages buffered before reading from the socket
 pauses; each is at most ``max_frame + 16`` bytes."""
 
+NOTSENT_LOWAT = 32 * 1024
+"""Unsent bytes the kernel may hold for a TCP socket before it reports it
+as not writable (``TCP_NOTSENT_LOWAT``, Linux), as in the Rust runtime:
+frames wait in the protocol core, where a ping or a small call can still
+overtake a bulk transfer, instead of behind megabytes in the kernel."""
+
 _WS_TOO_BIG = 1009
 _WS_UNSUPPORTED_DATA = 1003
 
@@ -147,12 +153,29 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def write(self, frames: list[bytes]) -> None:
-        """Writes encoded frames, in order, and waits until the transport
-        accepts more.
+        """Writes encoded frames (possibly none), in order, and waits until
+        the transport accepts more.
 
         Raises:
             TransportError: the transport failed.
         """
+
+    def can_write_now(self) -> bool:
+        """Whether :meth:`write_now` may be called: the transport is open
+        and its write buffer is below its high-water mark. ``False`` by
+        default: every write goes through :meth:`write`."""
+        return False
+
+    def write_now(self, frames: list[bytes]) -> None:
+        """Writes encoded frames, in order, without waiting (only when
+        :meth:`can_write_now`). Whatever the socket does not take at once
+        stays buffered; :meth:`can_write_now` then turns ``False`` once the
+        buffer passes its high-water mark.
+
+        Raises:
+            TransportError: the transport failed.
+        """
+        raise NotImplementedError
 
     @abc.abstractmethod
     async def close(self, linger: float) -> None:
@@ -180,11 +203,7 @@ class StreamTransport(Transport):
         self._writer = writer
         self.info = info if isinstance(info, TransportInfo) else TransportInfo(address=info)
         self._aborted = False
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Frames are written in batches: no need to wait for more.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _tune(writer.get_extra_info("socket"))
 
     async def read(self) -> bytes | None:
         try:
@@ -200,7 +219,8 @@ class StreamTransport(Transport):
 
     async def write(self, frames: list[bytes]) -> None:
         try:
-            self._writer.write(b"".join(frames) if len(frames) > 1 else frames[0])
+            if frames:
+                self._writer.write(b"".join(frames) if len(frames) > 1 else frames[0])
             await self._writer.drain()
         except (OSError, RuntimeError) as e:
             lost = self._reader.exception()
@@ -208,6 +228,19 @@ class StreamTransport(Transport):
                 # The session ended with a TLS alert (the peer refused our
                 # certificate...): that, not the failed write, is the cause.
                 raise _tls.tls_error("TLS session failed", lost) from e
+            raise _io_error("write failed", e) from e
+
+    def can_write_now(self) -> bool:
+        transport = self._writer.transport
+        return (
+            not transport.is_closing()
+            and transport.get_write_buffer_size() < transport.get_write_buffer_limits()[1]
+        )
+
+    def write_now(self, frames: list[bytes]) -> None:
+        try:
+            self._writer.write(b"".join(frames) if len(frames) > 1 else frames[0])
+        except (OSError, RuntimeError) as e:
             raise _io_error("write failed", e) from e
 
     async def close(self, linger: float) -> None:
@@ -243,7 +276,12 @@ class WsTransport(Transport):
     message_framing = True
 
     def __init__(self, ws: Any, info: TransportInfo | str | None) -> None:
+        from websockets.protocol import State  # noqa: PLC0415 - optional dependency
+
+        transport = getattr(ws, "transport", None)
+        _tune(None if transport is None else transport.get_extra_info("socket"))
         self._ws = ws
+        self._open = State.OPEN
         self.info = info if isinstance(info, TransportInfo) else TransportInfo(address=info)
 
     async def read(self) -> bytes | None:
@@ -272,11 +310,40 @@ class WsTransport(Transport):
     async def write(self, frames: list[bytes]) -> None:
         websockets = websockets_module()
         try:
-            for f in frames:
-                await self._ws.send(f)
+            if frames and self._is_open():
+                self.write_now(frames)
+            else:
+                # Closing: send() raises the reason.
+                for f in frames:
+                    await self._ws.send(f)
+            await self._ws.drain()
         except websockets.exceptions.ConnectionClosed as e:
             raise _error(f"websocket closed: {e}", ErrorCode.UNAVAILABLE, e) from e
         except OSError as e:
+            raise _io_error("write failed", e) from e
+
+    def _is_open(self) -> bool:
+        ws = self._ws
+        return (
+            ws.protocol.state is self._open
+            and ws.send_in_progress is None
+            and not ws.transport.is_closing()
+        )
+
+    def can_write_now(self) -> bool:
+        return self._is_open() and not self._ws.paused
+
+    def write_now(self, frames: list[bytes]) -> None:
+        # One binary message per frame (docs/PROTOCOL.md §2.2), all written
+        # to the socket at once: ``send`` would write (a syscall) and drain
+        # per message.
+        ws = self._ws
+        protocol = ws.protocol
+        for f in frames:
+            protocol.send_binary(f)
+        try:
+            ws.transport.write(b"".join(protocol.data_to_send()))
+        except (OSError, RuntimeError) as e:
             raise _io_error("write failed", e) from e
 
     async def close(self, linger: float) -> None:
@@ -288,6 +355,20 @@ class WsTransport(Transport):
         transport = getattr(self._ws, "transport", None)
         if transport is not None:
             transport.abort()
+
+
+def _tune(sock: socket.socket | None) -> None:
+    """TCP options (TCP, TLS and WebSocket alike): ``TCP_NODELAY`` (frames
+    are written in batches: no need to wait for more) and
+    :data:`NOTSENT_LOWAT` where the platform has it."""
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if option is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, option, NOTSENT_LOWAT)
 
 
 def _error(message: str, code: ErrorCode, cause: BaseException) -> TransportError:

@@ -4,7 +4,11 @@
 Two tasks per connection surround the core: a reader feeds it bytes (or
 whole WebSocket frames) while :meth:`~gatewire.protocol.Connection.wants_read`
 allows, and a writer drains :meth:`~gatewire.protocol.Connection.poll_transmit`
-in batches of up to 256 KiB, so reading never waits for writing. One timer,
+in batches of up to 64 KiB (as the Rust runtime), so reading never waits for
+writing. While the writer is idle and the transport's buffer has room, the
+frames queued during one turn of the loop are written together by one
+callback, without waking it; the writer takes over whenever a write must wait
+(backpressure). One timer,
 re-armed from :meth:`~gatewire.protocol.Connection.poll_timeout`, fires the
 core's deadlines (handshake, keepalive, call deadlines, drain...). After
 every input or command the runtime routes the core's events: responses to
@@ -103,8 +107,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_BATCH", "Connection", "Stats"]
 
-MAX_BATCH = 256 * 1024
-"""Frames are gathered into one write until it holds this many bytes."""
+MAX_BATCH = 64 * 1024
+"""Frames are gathered into one write until it holds this many bytes (the
+Rust runtime's batch)."""
 
 _log = logging.getLogger("gatewire")
 
@@ -201,6 +206,12 @@ class Connection:
         self._closed = asyncio.Event()
         self._writable = Notify()
         self._write_wake = asyncio.Event()
+        self._write_idle = False
+        """The writer waits for work, holding no frames: :meth:`_pump`
+        may write itself."""
+        self._flush_handle: asyncio.Handle | None = None
+        self._write_error: RpcError | None = None
+        """A failed inline write, for the writer to handle."""
         self._read_wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
@@ -558,13 +569,71 @@ class Connection:
         return self._last_now
 
     def _pump(self) -> None:
-        """After any input or command: route events, re-arm the timer, wake
-        the writer (and the reader, if it may read)."""
+        """After any input or command: route events, then have what the core
+        has to send written (by :meth:`_flush` while the writer is idle,
+        else by the writer), the timer re-armed and the reader woken if it
+        may read."""
         self._dispatch()
-        self._arm_timer()
+        if self._write_idle:
+            if self._flush_handle is None:
+                # Once the loop has run what is ready now: the frames queued
+                # meanwhile go out in one write.
+                self._flush_handle = self._loop.call_soon(self._flush)
+            return
         self._write_wake.set()
+        self._after_output()
+
+    def _after_output(self) -> None:
+        """Re-arms the timer, and wakes the reader if it may read."""
+        self._arm_timer()
         if self._core.wants_read() or self._core.is_closed():
             self._read_wake.set()
+
+    def _take_batch(self) -> list[bytes]:
+        """Frames from the core, up to ``MAX_BATCH`` bytes."""
+        core = self._core
+        batch: list[bytes] = []
+        size = 0
+        while size < MAX_BATCH:
+            frame = core.poll_transmit()
+            if frame is None:
+                break
+            data = frame.to_bytes()
+            batch.append(data)
+            size += len(data)
+        if batch:
+            self._stats_frames_sent += len(batch)
+            self._stats_bytes_sent += size
+            self._stats_writes += 1
+        return batch
+
+    def _flush(self) -> None:
+        """Writes the core's frames without the writer task, while it is
+        idle (it holds no frames, so order is kept) and the transport takes
+        them without waiting. Anything else (the buffer is full, the core
+        closed, a failure) is left to the writer."""
+        self._flush_handle = None
+        transport = self._transport
+        while True:
+            if not self._write_idle or not transport.can_write_now():
+                self._write_wake.set()
+                break
+            batch = self._take_batch()
+            if not batch:
+                if self._core.is_closed():
+                    self._write_wake.set()
+                break
+            try:
+                transport.write_now(batch)
+            except RpcError as e:
+                self._write_error = e
+                self._write_wake.set()
+                break
+            # Taking frames may have queued events (Writable...).
+            self._dispatch()
+        # Taking frames may also have moved the core's deadlines or let it
+        # read again.
+        self._after_output()
 
     def _arm_timer(self) -> None:
         at = self._core.poll_timeout()
@@ -632,28 +701,22 @@ class Connection:
         try:
             while True:
                 self._write_wake.clear()
-                batch: list[bytes] = []
-                size = 0
-                while size < MAX_BATCH:
-                    frame = core.poll_transmit()
-                    if frame is None:
-                        break
-                    data = frame.to_bytes()
-                    batch.append(data)
-                    size += len(data)
+                error, self._write_error = self._write_error, None
+                batch = [] if error is not None else self._take_batch()
                 self._dispatch()
-                self._arm_timer()
-                if core.wants_read() or core.is_closed():
-                    self._read_wake.set()
-                if not batch:
+                self._after_output()
+                if not batch and error is None:
                     if core.is_closed():
                         break
-                    await self._write_wake.wait()
+                    self._write_idle = True
+                    try:
+                        await self._write_wake.wait()
+                    finally:
+                        self._write_idle = False
                     continue
-                self._stats_frames_sent += len(batch)
-                self._stats_bytes_sent += size
-                self._stats_writes += 1
                 try:
+                    if error is not None:
+                        raise error
                     await transport.write(batch)
                 except RpcError as e:
                     _log.debug("write failed: %s", e)
@@ -750,7 +813,7 @@ class Connection:
         elif isinstance(event, Cancelled):
             task = self._handlers.get(event.id)
             if task is not None:
-                task.cancel()
+                self._cancel_handler(event.id, task)
             slot = self._streams.get(event.id)
             if slot is not None:
                 slot.error = _remote_error(event.code, None, None)
@@ -838,8 +901,8 @@ class Connection:
             if slot.error is None and not slot.end:
                 slot.error = _clone(error)
             slot.wake()
-        for task in self._handlers.values():
-            task.cancel()
+        for id_, task in list(self._handlers.items()):
+            self._cancel_handler(id_, task)
         for pong in self._pings.values():
             if not pong.done():
                 pong.set_exception(_clone(error))
@@ -885,10 +948,10 @@ class Connection:
             return
         ctx = self._context(event.id, event.method, event.deadline)
         task: asyncio.Task[object] = self._loop.create_task(
-            self._run_unary(handler, ctx, event.message), name=f"gatewire-call-{event.id}"
+            self._run_unary(event.id, handler, ctx, event.message),
+            name=f"gatewire-call-{event.id}",
         )
         self._handlers[event.id] = task
-        task.add_done_callback(functools.partial(self._finish_unary, event.id))
 
     def _reauthenticate(self, id_: int, message: Message) -> None:
         """Answers the built-in REAUTHENTICATE (``docs/PROTOCOL.md`` §10.4):
@@ -939,23 +1002,44 @@ class Connection:
             _log.debug("LIST_SERVICES answer for call %d not sent: %s", id_, e)
 
     async def _run_unary(
-        self, handler: UnaryHandler, ctx: CallContext, message: Message
-    ) -> Message | Status:
+        self, id_: int, handler: UnaryHandler, ctx: CallContext, message: Message
+    ) -> None:
+        """Runs a handler, then answers as the task ends (no done-callback:
+        that would cost a turn of the loop per call). A task cancelled before
+        it started never runs this: :meth:`_cancel_handler` covers it."""
+        outcome: Message | Status | None = None
         try:
             request = _compress.decompress(message)
-            return to_message(await handler(ctx, request), Codec.RAW)
+            outcome = to_message(await handler(ctx, request), Codec.RAW)
         except Status as s:
-            return s
+            outcome = s
         except RpcError as e:
-            return Status.from_error(e)
+            outcome = Status.from_error(e)
         except Exception:
             _log.exception("handler for method %d failed", ctx.method)
-            return Status.internal("handler failed")
+            outcome = Status.internal("handler failed")
+        finally:
+            # Cancelled: `outcome` is None.
+            self._finish_unary(id_, outcome)
 
-    def _finish_unary(self, id_: int, task: asyncio.Task[object]) -> None:
-        """The handler task is done: answer, and free the call's slot."""
+    def _cancel_handler(self, id_: int, task: asyncio.Task[object]) -> None:
+        """Cancels a handler task (the caller cancelled, the deadline passed,
+        the connection ended)."""
+        task.cancel()
+        task.add_done_callback(functools.partial(self._handler_ended, id_))
+
+    def _handler_ended(self, id_: int, task: asyncio.Task[object]) -> None:
+        """A cancelled handler task is done. A unary one that was cancelled
+        before it started has not answered (its coroutine never ran): answer
+        CANCELLED and free the slot now. (A stream handler's own callback
+        has already run.)"""
+        if self._handlers.get(id_) is task:
+            self._finish_unary(id_, None)
+
+    def _finish_unary(self, id_: int, outcome: Message | Status | None) -> None:
+        """The handler has ended (``None``: cancelled): answer, and free the
+        call's slot."""
         self._handlers.pop(id_, None)
-        outcome = None if task.cancelled() else task.result()
         core = self._core
         try:
             if isinstance(outcome, Message):
