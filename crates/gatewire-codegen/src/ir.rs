@@ -49,6 +49,21 @@ pub struct Method {
     pub doc: Vec<String>,
 }
 
+impl Method {
+    /// The name of the method's id constant: `SET_TITLE`.
+    pub fn const_name(&self) -> String {
+        crate::snake(&self.name).to_uppercase()
+    }
+}
+
+impl Service {
+    /// The service's name without a `Service` suffix: `Chart` for
+    /// `chart.Chart` and `chart.ChartService`.
+    pub fn base_name(&self) -> String {
+        self.name.short.strip_suffix("Service").filter(|b| !b.is_empty()).unwrap_or(&self.name.short).to_owned()
+    }
+}
+
 /// The call kind, from the `streaming` and `event` attributes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -73,6 +88,29 @@ impl Kind {
             Self::ClientStreaming => MethodKind::CLIENT_STREAMING,
             Self::BidiStreaming => MethodKind::BIDI_STREAMING,
             Self::Event => MethodKind::EVENT,
+        }
+    }
+
+    /// A one-line description for generated docs.
+    pub fn doc(self) -> &'static str {
+        match self {
+            Self::Unary => "Unary.",
+            Self::ServerStreaming => "Server streaming: one request, then a stream of items from the callee.",
+            Self::ClientStreaming => "Client streaming: a stream of items from the caller, then one reply.",
+            Self::BidiStreaming => "Bidirectional streaming: both sides send items.",
+            Self::Event => "One-way event: no reply; an event that fails to decode is dropped.",
+        }
+    }
+
+    /// The `MethodKind` constant's name in the generated Python and
+    /// TypeScript.
+    pub fn const_name(self) -> &'static str {
+        match self {
+            Self::Unary => "UNARY",
+            Self::ServerStreaming => "SERVER_STREAMING",
+            Self::ClientStreaming => "CLIENT_STREAMING",
+            Self::BidiStreaming => "BIDI_STREAMING",
+            Self::Event => "EVENT",
         }
     }
 

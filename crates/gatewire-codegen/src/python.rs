@@ -710,35 +710,6 @@ fn table_var(full: &str) -> String {
     format!("_T_{}", parts.join("_"))
 }
 
-/// `Chart` for `chart.Chart` and `chart.ChartService`.
-fn service_base(s: &Service) -> String {
-    s.name.short.strip_suffix("Service").filter(|b| !b.is_empty()).unwrap_or(&s.name.short).to_owned()
-}
-
-fn const_name(m: &Method) -> String {
-    crate::snake(&m.name).to_uppercase()
-}
-
-fn kind_doc(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Unary => "Unary.",
-        Kind::ServerStreaming => "Server streaming: one request, then a stream of items from the callee.",
-        Kind::ClientStreaming => "Client streaming: a stream of items from the caller, then one reply.",
-        Kind::BidiStreaming => "Bidirectional streaming: both sides send items.",
-        Kind::Event => "One-way event: no reply; an event that fails to decode is dropped.",
-    }
-}
-
-fn kind_const(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Unary => "UNARY",
-        Kind::ServerStreaming => "SERVER_STREAMING",
-        Kind::ClientStreaming => "CLIENT_STREAMING",
-        Kind::BidiStreaming => "BIDI_STREAMING",
-        Kind::Event => "EVENT",
-    }
-}
-
 /// The verifier's layout of a table: `gatewire.codegen.Field` arguments.
 fn layout(ir: &Schema, o: &Object) -> Vec<String> {
     let mut out = Vec::new();
@@ -841,7 +812,7 @@ import typing
     out.push_str("\nfrom gatewire import codegen as _gc\nfrom gatewire import sync as _sync\n");
     let mut exported: Vec<String> = Vec::new();
     for s in &ir.services {
-        let b = service_base(s);
+        let b = s.base_name();
         exported.extend([format!("{b}Client"), format!("{b}Handler"), format!("{b}Service"), format!("{b}SyncClient")]);
     }
     exported.sort();
@@ -891,7 +862,7 @@ fn descriptor_expr(s: &Service, var: &str) -> Py {
                 vec![
                     Py::text(format!("\"{}\"", m.name)),
                     Py::text(hex32(m.id)),
-                    Py::text(format!("_gc.MethodKind.{}", kind_const(im.kind))),
+                    Py::text(format!("_gc.MethodKind.{}", im.kind.const_name())),
                     Py::text(hex64(m.request)),
                     Py::text(hex64(m.response)),
                 ],
@@ -937,7 +908,7 @@ fn def(out: &mut String, is_async: bool, name: &str, params: &[String], ret: &st
 
 fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
     let full = s.name.full();
-    let base = service_base(s);
+    let base = s.base_name();
     let svc = format!("{base}Service");
     let handler = format!("{base}Handler");
     let desc_var = format!("_{}_DESCRIPTOR", crate::snake(&base).to_uppercase());
@@ -959,7 +930,7 @@ fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
         let _ = writeln!(
             out,
             "    {}: typing.Final = {}\n    \"\"\"Method id of ``{}``.\"\"\"",
-            const_name(m),
+            m.const_name(),
             hex32(m.id),
             m.name
         );
@@ -979,7 +950,7 @@ fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
 "
     );
     for m in &s.methods {
-        let id = Py::text(format!("{svc}.{}", const_name(m)));
+        let id = Py::text(format!("{svc}.{}", m.const_name()));
         let f = Py::text(format!("handler.{}", crate::snake(&m.name)));
         let (rq, rs) = (Py::text(var(&m.request)), Py::text(var(&m.response)));
         let (register, adapter, args) = match m.kind {
@@ -1017,7 +988,7 @@ fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
         };
         out.push_str("\n    @abc.abstractmethod\n");
         def(out, true, &crate::snake(&m.name), &params, &ret);
-        out.push_str(&docstring(8, &m.doc, kind_doc(m.kind)));
+        out.push_str(&docstring(8, &m.doc, m.kind.doc()));
     }
 
     // The clients.
@@ -1068,7 +1039,7 @@ fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
 #[allow(clippy::too_many_arguments)]
 fn client_method(out: &mut String, sync: bool, svc: &str, m: &Method, rq: &str, rs: &str, vq: &str, vs: &str) {
     let name = crate::snake(&m.name);
-    let id = format!("{svc}.{}", const_name(m));
+    let id = format!("{svc}.{}", m.const_name());
     let timeout = "*".to_owned();
     let timeout_arg = "timeout: float | None = None".to_owned();
     let aw = if sync { "" } else { "await " };
@@ -1080,33 +1051,33 @@ fn client_method(out: &mut String, sync: bool, svc: &str, m: &Method, rq: &str, 
     match m.kind {
         Kind::Unary => {
             def(out, !sync, &name, &[format!("request: {rq}"), timeout, timeout_arg], rs);
-            out.push_str(&docstring(8, &m.doc, kind_doc(m.kind)));
+            out.push_str(&docstring(8, &m.doc, m.kind.doc()));
             call(out, "reply = ", "call", vec![Py::text(id), packed("request"), Py::text("timeout=timeout")]);
             let _ = writeln!(out, "        return {vs}.reply(reply)");
         }
         Kind::ServerStreaming => {
             let ret = if sync { format!("_gc.SyncSource[{rs}]") } else { format!("_gc.Source[{rs}]") };
             def(out, !sync, &name, &[format!("request: {rq}"), timeout, timeout_arg], &ret);
-            out.push_str(&docstring(8, &m.doc, kind_doc(m.kind)));
+            out.push_str(&docstring(8, &m.doc, m.kind.doc()));
             call(out, "stream = ", "server_stream", vec![Py::text(id), packed("request"), Py::text("timeout=timeout")]);
             let _ = writeln!(out, "        return _gc.{}(stream, {vs})", if sync { "SyncSource" } else { "Source" });
         }
         Kind::ClientStreaming => {
             def(out, true, &name, &[timeout, timeout_arg], &format!("tuple[_gc.Sink[{rq}], _gc.Reply[{rs}]]"));
-            let doc = format!("{} Send the items, ``finish`` the sink, then await the reply.", kind_doc(m.kind));
+            let doc = format!("{} Send the items, ``finish`` the sink, then await the reply.", m.kind.doc());
             out.push_str(&docstring(8, &m.doc, &doc));
             call(out, "tx, rx = ", "open_stream", vec![Py::text(id), Py::text("b\"\""), Py::text("timeout=timeout")]);
             let _ = writeln!(out, "        return _gc.Sink(tx, {vq}), _gc.Reply(_gc.Source(rx, {vs}))");
         }
         Kind::BidiStreaming => {
             def(out, true, &name, &[timeout, timeout_arg], &format!("tuple[_gc.Sink[{rq}], _gc.Source[{rs}]]"));
-            out.push_str(&docstring(8, &m.doc, kind_doc(m.kind)));
+            out.push_str(&docstring(8, &m.doc, m.kind.doc()));
             call(out, "tx, rx = ", "open_stream", vec![Py::text(id), Py::text("b\"\""), Py::text("timeout=timeout")]);
             let _ = writeln!(out, "        return _gc.Sink(tx, {vq}), _gc.Source(rx, {vs})");
         }
         Kind::Event => {
             def(out, !sync, &name, &[format!("event: {rq}")], "None");
-            out.push_str(&docstring(8, &m.doc, kind_doc(m.kind)));
+            out.push_str(&docstring(8, &m.doc, m.kind.doc()));
             call(out, "", "emit", vec![Py::text(id), packed("event")]);
         }
     }

@@ -154,10 +154,6 @@ fn descriptor_expr(d: &Descriptor) -> String {
     s
 }
 
-fn const_name(m: &Method) -> String {
-    crate::snake(&m.name).to_uppercase()
-}
-
 fn handler_signature(m: &Method) -> String {
     let name = crate::snake(&m.name);
     let (req, resp) = (owned(&m.request), owned(&m.response));
@@ -178,19 +174,9 @@ fn handler_signature(m: &Method) -> String {
     }
 }
 
-fn kind_doc(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Unary => "Unary.",
-        Kind::ServerStreaming => "Server streaming: one request, then a stream of items from the callee.",
-        Kind::ClientStreaming => "Client streaming: a stream of items from the caller, then one reply.",
-        Kind::BidiStreaming => "Bidirectional streaming: both sides send items.",
-        Kind::Event => "One-way event: no reply; an event that fails to decode is dropped.",
-    }
-}
-
 fn route_arm(m: &Method) -> String {
     let name = crate::snake(&m.name);
-    let id = const_name(m);
+    let id = m.const_name();
     match m.kind {
         Kind::Unary => format!(
             "    let h = handler.clone();
@@ -245,14 +231,14 @@ fn route_arm(m: &Method) -> String {
 
 fn client_method(m: &Method) -> String {
     let name = crate::snake(&m.name);
-    let id = const_name(m);
+    let id = m.const_name();
     let (req, resp) = (owned(&m.request), owned(&m.response));
     let mut doc = String::new();
     doc_lines(&mut doc, "    ", &m.doc);
     if !m.doc.is_empty() {
         doc.push_str("    ///\n");
     }
-    let _ = writeln!(doc, "    /// {}", kind_doc(m.kind));
+    let _ = writeln!(doc, "    /// {}", m.kind.doc());
     let body = match m.kind {
         Kind::Unary => format!(
             "    pub async fn {name}(&self, request: &{req}) -> ::gatewire::Result<Fb<{resp}>> {{
@@ -322,7 +308,7 @@ fn service(out: &mut String, s: &Service) {
     let _ = writeln!(out, "    pub const FINGERPRINT: u64 = {:#018x};", s.descriptor.fingerprint);
     for m in &s.methods {
         let _ = writeln!(out, "    /// Method id of `{}`.", m.name);
-        let _ = writeln!(out, "    pub const {}: u32 = {:#010x};", const_name(m), m.id);
+        let _ = writeln!(out, "    pub const {}: u32 = {:#010x};", m.const_name(), m.id);
     }
     let _ = write!(
         out,
@@ -345,7 +331,7 @@ fn service(out: &mut String, s: &Service) {
         if !m.doc.is_empty() {
             out.push_str("        ///\n");
         }
-        let _ = writeln!(out, "        /// {}", kind_doc(m.kind));
+        let _ = writeln!(out, "        /// {}", m.kind.doc());
         let _ = writeln!(out, "        {};", handler_signature(m));
     }
     out.push_str(

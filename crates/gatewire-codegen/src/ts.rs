@@ -103,34 +103,6 @@ fn class_names(tables: &BTreeSet<String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn service_base(s: &Service) -> String {
-    s.name.short.strip_suffix("Service").filter(|b| !b.is_empty()).unwrap_or(&s.name.short).to_owned()
-}
-
-fn const_name(m: &Method) -> String {
-    crate::snake(&m.name).to_uppercase()
-}
-
-fn kind_doc(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Unary => "Unary.",
-        Kind::ServerStreaming => "Server streaming: one request, then a stream of items from the callee.",
-        Kind::ClientStreaming => "Client streaming: a stream of items from the caller, then one reply.",
-        Kind::BidiStreaming => "Bidirectional streaming: both sides send items.",
-        Kind::Event => "One-way event: no reply; an event that fails to decode is dropped.",
-    }
-}
-
-fn kind_const(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Unary => "UNARY",
-        Kind::ServerStreaming => "SERVER_STREAMING",
-        Kind::ClientStreaming => "CLIENT_STREAMING",
-        Kind::BidiStreaming => "BIDI_STREAMING",
-        Kind::Event => "EVENT",
-    }
-}
-
 /// A TSDoc comment: the schema's doc lines, then `tail`.
 fn doc(out: &mut String, indent: &str, lines: &[String], tail: &str) {
     let mut all: Vec<String> = lines.iter().map(|l| l.replace("*/", "*\\/")).collect();
@@ -291,7 +263,7 @@ fn descriptor(s: &Service) -> String {
             "        {{ name: '{}', id: {:#010x}, kind: gc.MethodKind.{}, request: {:#018x}n, response: {:#018x}n }},",
             m.name,
             m.id,
-            kind_const(im.kind),
+            im.kind.const_name(),
             m.request,
             m.response
         );
@@ -314,7 +286,7 @@ fn descriptor(s: &Service) -> String {
 
 fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
     let full = s.name.full();
-    let base = service_base(s);
+    let base = s.base_name();
     let svc = format!("{base}Service");
     let handler = format!("{base}Handler");
     let view = |n: &Name| names[&n.full()].clone();
@@ -331,8 +303,13 @@ fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
         s.descriptor.fingerprint
     );
     for m in &s.methods {
-        let _ =
-            writeln!(out, "  /** Method id of `{}`. */\n  static readonly {} = {:#010x};", m.name, const_name(m), m.id);
+        let _ = writeln!(
+            out,
+            "  /** Method id of `{}`. */\n  static readonly {} = {:#010x};",
+            m.name,
+            m.const_name(),
+            m.id
+        );
     }
     let _ = write!(
         out,
@@ -352,7 +329,7 @@ fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
     );
     for (i, m) in s.methods.iter().enumerate() {
         let name = crate::lower_camel(&m.name);
-        let id = format!("{svc}.{}", const_name(m));
+        let id = format!("{svc}.{}", m.const_name());
         let (rq, rs) = (table(&m.request), table(&m.response));
         let line = match m.kind {
             Kind::Unary => format!("unary({id}, gc.unary((ctx, r) => handler.{name}(ctx, r), {rq}, {rs}))"),
@@ -404,7 +381,7 @@ fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
             ),
             Kind::Event => format!("{name}(ctx: gc.CallContext, event: {rq}): gc.Awaitable<void>;"),
         };
-        doc(out, "  ", &m.doc, kind_doc(m.kind));
+        doc(out, "  ", &m.doc, m.kind.doc());
         let _ = writeln!(out, "  {sig}");
     }
     out.push_str("}\n\n");
@@ -425,7 +402,7 @@ fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
     );
     for m in &s.methods {
         let name = crate::lower_camel(&m.name);
-        let id = format!("{svc}.{}", const_name(m));
+        let id = format!("{svc}.{}", m.const_name());
         let (tq, ts) = (table(&m.request), table(&m.response));
         let (oq, vs) = (owned(&m.request), view(&m.response));
         let opts = "options";
@@ -435,7 +412,7 @@ fn service(out: &mut String, s: &Service, names: &BTreeMap<String, String>) {
         } else {
             ""
         };
-        doc(out, "  ", &m.doc, &format!("{}{extra}", kind_doc(m.kind)));
+        doc(out, "  ", &m.doc, &format!("{}{extra}", m.kind.doc()));
         let body = match m.kind {
             Kind::Unary => format!(
                 "  async {name}(request: {oq}, options: gc.CallOptions = {{}}): Promise<{vs}> {{
