@@ -35,9 +35,9 @@
  * Received payloads are zero-copy views of the input where they lie whole
  * in one array given to `handleBytes` or `handleFrame` (so do not modify
  * those afterwards); the receive buffer never overwrites bytes it has
- * handed out. Message bodies passed to `send*` are kept by reference until
- * their frames are polled, and the frames' payloads are views of them: do
- * not modify them after sending.
+ * handed out. Message bodies passed to `send*` are kept by reference, and
+ * the frames' payloads are views of them, which the driver may hand to the
+ * transport as they are: never modify a body after sending it.
  *
  * @module
  */

@@ -283,6 +283,12 @@ class WsTransport(Transport):
         self._ws = ws
         self._open = State.OPEN
         self.info = info if isinstance(info, TransportInfo) else TransportInfo(address=info)
+        # Batched writes use the connection's sans-I/O protocol object
+        # (websockets 16's asyncio API); without it every frame goes
+        # through ``send``.
+        self._batched = all(
+            hasattr(ws, name) for name in ("protocol", "send_in_progress", "paused", "transport")
+        ) and hasattr(getattr(ws, "protocol", None), "send_binary")
 
     async def read(self) -> bytes | None:
         websockets = websockets_module()
@@ -325,7 +331,8 @@ class WsTransport(Transport):
     def _is_open(self) -> bool:
         ws = self._ws
         return (
-            ws.protocol.state is self._open
+            self._batched
+            and ws.protocol.state is self._open
             and ws.send_in_progress is None
             and not ws.transport.is_closing()
         )

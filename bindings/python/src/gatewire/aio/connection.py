@@ -629,6 +629,10 @@ class Connection:
                 self._write_error = e
                 self._write_wake.set()
                 break
+            except Exception:  # pragma: no cover - a bug; close rather than hang
+                _log.exception("gatewire write failed")
+                self.abort(ErrorCode.INTERNAL, "internal error")
+                break
             # Taking frames may have queued events (Writable...).
             self._dispatch()
         # Taking frames may also have moved the core's deadlines or let it
@@ -951,7 +955,10 @@ class Connection:
             self._run_unary(event.id, handler, ctx, event.message),
             name=f"gatewire-call-{event.id}",
         )
-        self._handlers[event.id] = task
+        # An eager task factory may have run the handler to its end (and
+        # answered) inside create_task.
+        if not task.done():
+            self._handlers[event.id] = task
 
     def _reauthenticate(self, id_: int, message: Message) -> None:
         """Answers the built-in REAUTHENTICATE (``docs/PROTOCOL.md`` §10.4):
