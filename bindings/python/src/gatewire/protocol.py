@@ -40,6 +40,7 @@ import enum
 import struct
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -87,6 +88,7 @@ from .frame import (
     Flags,
     FrameType,
     Header,
+    trusted_header,
 )
 from .limits import MAX_WINDOW, MIN_FRAME, Limits, Timeouts
 from .services import check as check_services
@@ -652,8 +654,10 @@ class _OutMessage:
         "_pos",
         "arg",
         "codec",
+        "event",
         "flags",
         "id",
+        "opens",
         "prelude",
         "seq",
         "started",
@@ -680,13 +684,17 @@ class _OutMessage:
         self.ty = ty
         self.arg = arg
         self.flags = flags
-        self.codec = message.codec
+        codec = message.codec
+        self.codec = codec if type(codec) is Codec else Codec(codec)
         self.prelude = prelude
         self._body = message.body
         self._pos = 0
         self.started = False
         self.stream_credit = stream_credit
         """Frames spend the stream's credit as well as the connection's."""
+        self.opens = ty.opens_id()
+        """The first frame opens the id (REQUEST, EVENT, STREAM_OPEN)."""
+        self.event = ty == FrameType.EVENT
 
     def _body_left(self) -> int:
         return len(self._body) - self._pos
@@ -700,11 +708,11 @@ class _OutMessage:
         return 1 if self.started else len(self.prelude)
 
     def is_event(self) -> bool:
-        return self.ty == FrameType.EVENT
+        return self.event
 
     def is_unsent_open(self) -> bool:
         """An opening frame (REQUEST, EVENT, STREAM_OPEN) not yet sent."""
-        return not self.started and self.ty.opens_id()
+        return not self.started and self.opens
 
     def is_done(self) -> bool:
         return self.started and self._body_left() == 0
@@ -719,7 +727,8 @@ class _OutMessage:
             self._pos += take
             flags = Flags.NONE if take == left else Flags.MORE
             return Frame(
-                Header(len(payload), FrameType.CONTINUATION, flags, Codec.RAW, self.id, 0), payload
+                trusted_header(len(payload), FrameType.CONTINUATION, flags, Codec.RAW, self.id, 0),
+                payload,
             )
         self.started = True
         left = len(self._body) - self._pos
@@ -727,7 +736,9 @@ class _OutMessage:
         payload = self.prelude + self._body[self._pos : self._pos + take] if take else self.prelude
         self._pos += take
         flags = self.flags if take == left else self.flags.union(Flags.MORE)
-        return Frame(Header(len(payload), self.ty, flags, self.codec, self.id, self.arg), payload)
+        return Frame(
+            trusted_header(len(payload), self.ty, flags, self.codec, self.id, self.arg), payload
+        )
 
 
 @dataclass(slots=True)
@@ -1563,30 +1574,13 @@ class Connection:
         if self._phase is _Phase.CLOSED:
             return
         ty = h.ty
-        if ty.is_message() or ty == FrameType.CONTINUATION:
+        if ty in _ACTIVITY:
             self._last_activity = self._now
-        if ty in (FrameType.HELLO, FrameType.HELLO_ACK):
+        on_frame = _ON_FRAME.get(ty)
+        if on_frame is not None:
+            on_frame(self, frame)
+        elif ty in (FrameType.HELLO, FrameType.HELLO_ACK):
             raise UnexpectedFrame(ty)
-        if ty in (FrameType.REQUEST, FrameType.EVENT, FrameType.STREAM_OPEN):
-            self._on_open(frame)
-        elif ty == FrameType.RESPONSE:
-            self._on_response(frame)
-        elif ty == FrameType.STREAM_DATA:
-            self._on_stream_data(frame)
-        elif ty == FrameType.CONTINUATION:
-            self._on_continuation(frame)
-        elif ty == FrameType.ERROR:
-            self._on_error(frame)
-        elif ty == FrameType.CREDIT:
-            self._on_credit(h)
-        elif ty == FrameType.CANCEL:
-            self._on_cancel(h)
-        elif ty == FrameType.PING:
-            self._on_ping(frame)
-        elif ty == FrameType.PONG:
-            self._on_pong(frame)
-        elif ty == FrameType.GOAWAY:
-            self._on_goaway(frame)
         else:
             self._stray()
 
@@ -2015,6 +2009,12 @@ class Connection:
         self._fail_local_call(h.id, ErrorCode(h.arg & 0xFFFF), info, Side.REMOTE)
         self._maybe_finish()
 
+    def _on_credit_frame(self, frame: Frame) -> None:
+        self._on_credit(frame.header)
+
+    def _on_cancel_frame(self, frame: Frame) -> None:
+        self._on_cancel(frame.header)
+
     def _on_credit(self, h: Header) -> None:
         if not self._credit_frames.charge(1):
             raise BudgetExhausted("credit frames")
@@ -2298,22 +2298,24 @@ class Connection:
         # credit may allow less).
         conn_budget = min(max(self._send_credit, 0), fragment)
         conn_worth = max(min(small, peer.connection_credit // 2, fragment), 1)
-        for _ in range(len(self._out)):
-            msg = self._out.popleft()
-            call = self._calls.get(msg.id)
-            unsent_open = msg.is_unsent_open()
+        out = self._out
+        calls = self._calls
+        opens = self._opens
+        for _ in range(len(out)):
+            msg = out.popleft()
+            call = calls.get(msg.id)
+            started = msg.started
+            unsent_open = not started and msg.opens
             # New ids go out in increasing order, the messages of one id one
             # after the other, and at most `max_in_flight` fragmented events
             # are in progress at once.
-            waits_turn = (
-                (unsent_open and (not self._opens or self._opens[0] != msg.seq))
+            if (
+                (unsent_open and (not opens or opens[0] != msg.seq))
                 or (call is not None and (not call.out_seqs or call.out_seqs[0] != msg.seq))
-                or (
-                    not msg.started
-                    and msg.is_event()
-                    and self._events_sending >= peer.max_in_flight
-                )
-            )
+                or (not started and msg.event and self._events_sending >= peer.max_in_flight)
+            ):
+                out.append(msg)
+                continue
             budget = conn_budget
             # A frame cut short by credit must be worth sending: wait for at
             # least a small frame's worth (or half the window, if smaller).
@@ -2322,19 +2324,25 @@ class Connection:
                 budget = min(budget, max(call.send_credit, 0) if call is not None else 0)
                 window = min(peer.connection_credit, peer.initial_stream_credit)
                 worth = max(min(small, window // 2, fragment), 1)
-            too_small = budget < msg.remaining() and budget < worth
-            if waits_turn or budget < msg.min_frame() or too_small:
-                self._out.append(msg)
+            left = len(msg._body) - msg._pos
+            if started:
+                remaining = left
+                min_frame = 1
+            else:
+                min_frame = len(msg.prelude)
+                remaining = left + min_frame
+            if budget < min_frame or (budget < remaining and budget < worth):
+                out.append(msg)
                 continue
-            opening = not msg.started
+            opening = not started
             if unsent_open:
-                self._opens.popleft()
+                opens.popleft()
             frame = msg.next_frame(budget)
             n = len(frame.payload)
             done = msg.is_done()
             self._queued_bytes -= n
             self._send_credit -= n
-            if msg.is_event() and opening != done:
+            if msg.event and opening != done:
                 # A fragmented event starts (or ends) being reassembled.
                 self._events_sending += 1 if opening else -1
             if call is not None:
@@ -2350,7 +2358,7 @@ class Connection:
             self._sent_message_since_peer_ping = True
             self._credit_frames.refund(lim.credit_frames_per_data)
             if not done:
-                self._out.append(msg)
+                out.append(msg)
             elif msg.stream_credit:
                 self._maybe_remove(msg.id)
                 self._maybe_finish()
@@ -2418,6 +2426,36 @@ class Connection:
             f"Connection(role={self._config.role.value}, phase={self._phase.name.lower()}, "
             f"calls={len(self._calls)}, queued_bytes={self._queued_bytes})"
         )
+
+
+_ACTIVITY = frozenset(
+    (
+        FrameType.REQUEST,
+        FrameType.RESPONSE,
+        FrameType.EVENT,
+        FrameType.STREAM_OPEN,
+        FrameType.STREAM_DATA,
+        FrameType.CONTINUATION,
+    )
+)
+"""Frames that count as activity for the idle timeout: message frames."""
+
+_ON_FRAME: dict[FrameType, Callable[[Connection, Frame], None]] = {
+    FrameType.REQUEST: Connection._on_open,
+    FrameType.EVENT: Connection._on_open,
+    FrameType.STREAM_OPEN: Connection._on_open,
+    FrameType.RESPONSE: Connection._on_response,
+    FrameType.STREAM_DATA: Connection._on_stream_data,
+    FrameType.CONTINUATION: Connection._on_continuation,
+    FrameType.ERROR: Connection._on_error,
+    FrameType.CREDIT: Connection._on_credit_frame,
+    FrameType.CANCEL: Connection._on_cancel_frame,
+    FrameType.PING: Connection._on_ping,
+    FrameType.PONG: Connection._on_pong,
+    FrameType.GOAWAY: Connection._on_goaway,
+}
+"""What an open connection does with each frame type (others are strays,
+or a violation for a HELLO)."""
 
 
 def _error_code_arg(code: ErrorCode | int) -> ErrorCode:

@@ -17,6 +17,7 @@ import socket
 import ssl
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from .options import Options
 
 __all__ = [
-    "READ_SIZE",
     "SUBPROTOCOL",
     "StreamTransport",
     "Transport",
@@ -44,10 +44,6 @@ __all__ = [
 SUBPROTOCOL = "gatewire.v1"
 """The WebSocket subprotocol gatewire requires of both ends."""
 
-READ_SIZE = 64 * 1024
-"""Bytes asked of a byte stream per read (also the asyncio stream buffer
-limit: reading pauses beyond twice this)."""
-
 WS_MAX_QUEUE = 16
 """Incoming WebSocket messages buffered before reading from the socket
 pauses; each is at most ``max_frame + 16`` bytes."""
@@ -57,6 +53,10 @@ NOTSENT_LOWAT = 32 * 1024
 as not writable (``TCP_NOTSENT_LOWAT``, Linux), as in the Rust runtime:
 frames wait in the protocol core, where a ping or a small call can still
 overtake a bulk transfer, instead of behind megabytes in the kernel."""
+
+EARLY_INPUT = 64 * 1024
+"""Bytes a byte stream reads before the connection starts processing them
+(a peer may send its HELLO at once); reading pauses beyond."""
 
 _WS_TOO_BIG = 1009
 _WS_UNSUPPORTED_DATA = 1003
@@ -127,14 +127,25 @@ def websockets_module() -> Any:
     return websockets
 
 
+Received = Callable[[bytes], None]
+"""Called with each chunk a transport reads (a whole frame, for a
+message-framed one)."""
+Ended = Callable[[RpcError | None], None]
+"""Called once when the peer's side ends: ``None`` for a clean end of the
+stream (or a half-close), else the error that ended the transport."""
+
+
 class Transport(abc.ABC):
     """One established connection's bytes.
 
-    Only one ``read`` and one ``write`` may be in progress at a time.
+    Reading is pushed: :meth:`start` hands the transport the callbacks that
+    receive what it reads, from the event loop's own callbacks, so input is
+    processed the moment it arrives. Only one :meth:`write` may be in
+    progress at a time.
     """
 
     message_framing: bool
-    """Whether every read returns exactly one frame (WebSocket)."""
+    """Whether every chunk read is exactly one frame (WebSocket)."""
     info: TransportInfo
     """What the transport knows of the peer."""
 
@@ -144,12 +155,18 @@ class Transport(abc.ABC):
         return self.info.address
 
     @abc.abstractmethod
-    async def read(self) -> bytes | None:
-        """The next bytes (or whole frame), ``None`` at a clean end.
+    def start(self, received: Received, ended: Ended) -> None:
+        """Starts reading (nothing is read before): every chunk goes to
+        ``received``, and the end of input, once, to ``ended``."""
 
-        Raises:
-            TransportError: the transport failed.
-        """
+    @abc.abstractmethod
+    def pause_reading(self) -> None:
+        """Reads nothing more until :meth:`resume_reading` (the protocol
+        core holds as much input as it may)."""
+
+    @abc.abstractmethod
+    def resume_reading(self) -> None:
+        """Reads again after :meth:`pause_reading`."""
 
     @abc.abstractmethod
     async def write(self, frames: list[bytes]) -> None:
@@ -179,95 +196,213 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def close(self, linger: float) -> None:
-        """Closes: ends our side, waits up to ``linger`` seconds for the
-        peer's side to end (discarding what it still sends), then drops the
-        socket. Never raises."""
+        """Closes: stops delivering input, ends our side, waits up to
+        ``linger`` seconds for the peer's side to end (discarding what it
+        still sends), then drops the socket. Never raises."""
 
     @abc.abstractmethod
     def abort(self) -> None:
         """Drops the socket at once."""
 
 
-class StreamTransport(Transport):
-    """TCP, a Unix-domain socket or TLS, over asyncio streams."""
+class StreamTransport(asyncio.Protocol, Transport):
+    """TCP, a Unix-domain socket or TLS: the asyncio protocol of the socket
+    itself, so what arrives reaches the core within the loop's read
+    callback (no reader task to wake).
+
+    Create it as the protocol of ``loop.create_connection`` (or
+    ``create_unix_connection``, ``create_server``...). What arrives before
+    :meth:`start` is held, up to :data:`EARLY_INPUT` bytes before reading
+    pauses. ``accepted``, if given, is called once the connection is made
+    (a server's accept).
+    """
 
     message_framing = False
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        info: TransportInfo | str | None,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self.info = info if isinstance(info, TransportInfo) else TransportInfo(address=info)
+    def __init__(self, accepted: Callable[[StreamTransport], None] | None = None) -> None:
+        self.info = TransportInfo()
+        self._accepted = accepted
+        self._socket: asyncio.Transport | None = None
+        self._tls = False
+        self._received: Received | None = None
+        self._ended: Ended | None = None
+        self._early: bytearray | None = bytearray()
+        """Input held until :meth:`start`."""
+        self._paused = False
+        self._eof = False
+        self._lost = False
+        self._lost_error: Exception | None = None
         self._aborted = False
-        _tune(writer.get_extra_info("socket"))
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self._peer_done: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
 
-    async def read(self) -> bytes | None:
-        try:
-            data = await self._reader.read(READ_SIZE)
-        except ssl.SSLError as e:
-            raise _tls.tls_error("TLS read failed", e) from e
-        except OSError as e:
-            raise _io_error("read failed", e) from e
-        if not data and self._aborted:
+    # ----- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._socket = transport
+        self._tls = transport.get_extra_info("sslcontext") is not None
+        self._closed = asyncio.get_running_loop().create_future()
+        _tune(transport.get_extra_info("socket"))
+        if self._accepted is not None:
+            self._accepted(self)
+
+    def data_received(self, data: bytes) -> None:
+        received = self._received
+        if received is not None:
+            received(data)
+        elif self._early is not None:
+            # Not started yet. (Pausing a TLS transport before then would
+            # also hold back the end of our handshake, in asyncio.)
+            self._early += data
+            if len(self._early) >= EARLY_INPUT:
+                self.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        _wake(self._peer_done)
+        self._end(None)
+        # Keep our side open: the peer half-closed and still reads (TLS has
+        # no half-close; asyncio closes it whatever is returned).
+        return not self._tls
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._lost_error = exc
+        self._write_paused = False
+        _wake(self._drained)
+        _wake(self._peer_done)
+        _wake(self._closed)
+        if exc is not None:
+            self._end(_read_error(exc))
+        elif self._aborted or not self._eof:
             # Our side was dropped, not a half-close by the peer.
-            raise TransportError("connection lost")
-        return data or None
+            self._end(TransportError("connection lost"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        _wake(self._drained)
+
+    # ----- Transport ----------------------------------------------------------
+
+    def _end(self, error: RpcError | None) -> None:
+        ended, self._ended = self._ended, None
+        self._received = None
+        if ended is not None:
+            ended(error)
+
+    def get_extra_info(self, name: str) -> Any:
+        """The socket transport's ``get_extra_info``."""
+        return None if self._socket is None else self._socket.get_extra_info(name)
+
+    def start(self, received: Received, ended: Ended) -> None:
+        early, self._early = self._early, None
+        self._received = received
+        self._ended = ended
+        if early:
+            received(bytes(early))
+        if self._lost:
+            error = self._lost_error
+            self._end(None if error is None and self._eof else _read_error(error))
+        elif self._eof:
+            self._end(None)
+        else:
+            self.resume_reading()
+
+    def pause_reading(self) -> None:
+        if not self._paused and not self._eof and not self._lost and self._socket is not None:
+            self._paused = True
+            self._socket.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused and not self._eof and not self._lost and self._socket is not None:
+            self._paused = False
+            self._socket.resume_reading()
+
+    def _write_failed(self, e: BaseException | None) -> TransportError:
+        lost = self._lost_error
+        if isinstance(lost, ssl.SSLError):
+            # The session ended with a TLS alert (the peer refused our
+            # certificate...): that, not the failed write, is the cause.
+            return _tls.tls_error("TLS session failed", lost)
+        cause = e or lost or ConnectionResetError("connection lost")
+        return _io_error("write failed", cause)
 
     async def write(self, frames: list[bytes]) -> None:
-        try:
-            if frames:
-                self._writer.write(b"".join(frames) if len(frames) > 1 else frames[0])
-            await self._writer.drain()
-        except (OSError, RuntimeError) as e:
-            lost = self._reader.exception()
-            if isinstance(lost, ssl.SSLError):
-                # The session ended with a TLS alert (the peer refused our
-                # certificate...): that, not the failed write, is the cause.
-                raise _tls.tls_error("TLS session failed", lost) from e
-            raise _io_error("write failed", e) from e
+        if frames:
+            self.write_now(frames)
+        while self._write_paused:
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+        if self._lost:
+            raise self._write_failed(None)
 
     def can_write_now(self) -> bool:
-        transport = self._writer.transport
-        return (
-            not transport.is_closing()
-            and transport.get_write_buffer_size() < transport.get_write_buffer_limits()[1]
-        )
+        socket_ = self._socket
+        return not self._write_paused and socket_ is not None and not socket_.is_closing()
 
     def write_now(self, frames: list[bytes]) -> None:
+        socket_ = self._socket
+        if self._lost or socket_ is None:
+            raise self._write_failed(None)
         try:
-            self._writer.write(b"".join(frames) if len(frames) > 1 else frames[0])
+            socket_.write(b"".join(frames) if len(frames) > 1 else frames[0])
         except (OSError, RuntimeError) as e:
-            raise _io_error("write failed", e) from e
+            raise self._write_failed(e) from e
 
     async def close(self, linger: float) -> None:
+        socket_ = self._socket
+        if socket_ is None:
+            return
+        self._received = None
+        self._ended = None
+        self._early = None
         loop = asyncio.get_running_loop()
         try:
-            if not self._writer.is_closing() and self._writer.can_write_eof():
-                self._writer.write_eof()
-                # Read (and drop) until the peer closes too, so the last
-                # frames we wrote are not cut off by a reset.
-                deadline = loop.time() + linger
-                while (left := deadline - loop.time()) > 0:
-                    if not await asyncio.wait_for(self._reader.read(READ_SIZE), left):
-                        break
+            if not socket_.is_closing() and socket_.can_write_eof() and not self._lost:
+                socket_.write_eof()
+                if not self._eof:
+                    # Read (and drop) until the peer closes too, so the last
+                    # frames we wrote are not cut off by a reset.
+                    self._peer_done = loop.create_future()
+                    self.resume_reading()
+                    await asyncio.wait_for(asyncio.shield(self._peer_done), linger)
         except (OSError, RuntimeError, asyncio.TimeoutError):
             pass
         finally:
             # Over TLS (no half-close), this sends close_notify and waits for
             # the peer's.
-            self._writer.close()
+            socket_.close()
+            closed = self._closed
             try:
-                await asyncio.wait_for(self._writer.wait_closed(), max(linger, 0.1))
+                if closed is not None:
+                    await asyncio.wait_for(asyncio.shield(closed), max(linger, 0.1))
             except (OSError, RuntimeError, asyncio.TimeoutError):
-                self._writer.transport.abort()
+                socket_.abort()
 
     def abort(self) -> None:
         self._aborted = True
-        self._writer.transport.abort()
+        if self._socket is not None:
+            self._socket.abort()
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+def _read_error(e: BaseException | None) -> TransportError:
+    if e is None:
+        return TransportError("connection lost")
+    if isinstance(e, ssl.SSLError):
+        return _tls.tls_error("TLS read failed", e)
+    return _io_error("read failed", e)
 
 
 class WsTransport(Transport):
@@ -283,6 +418,9 @@ class WsTransport(Transport):
         self._ws = ws
         self._open = State.OPEN
         self.info = info if isinstance(info, TransportInfo) else TransportInfo(address=info)
+        self._reading: asyncio.Task[None] | None = None
+        self._may_read = asyncio.Event()
+        self._may_read.set()
         # Batched writes use the connection's sans-I/O protocol object
         # (websockets 16's asyncio API); without it every frame goes
         # through ``send``.
@@ -290,7 +428,37 @@ class WsTransport(Transport):
             hasattr(ws, name) for name in ("protocol", "send_in_progress", "paused", "transport")
         ) and hasattr(getattr(ws, "protocol", None), "send_binary")
 
-    async def read(self) -> bytes | None:
+    def start(self, received: Received, ended: Ended) -> None:
+        self._reading = asyncio.get_running_loop().create_task(
+            self._read_loop(received, ended), name="gatewire-ws-reader"
+        )
+
+    def pause_reading(self) -> None:
+        self._may_read.clear()
+
+    def resume_reading(self) -> None:
+        self._may_read.set()
+
+    async def _read_loop(self, received: Received, ended: Ended) -> None:
+        # websockets reads on its own; its messages are taken one at a time
+        # here, and not while paused (its queue then fills and it stops
+        # reading from the socket).
+        error: RpcError | None = None
+        try:
+            while True:
+                if not self._may_read.is_set():
+                    await self._may_read.wait()
+                message = await self._recv()
+                if message is None:
+                    break
+                received(message)
+        except RpcError as e:
+            error = e
+        except asyncio.CancelledError:
+            return
+        ended(error)
+
+    async def _recv(self) -> bytes | None:
         websockets = websockets_module()
         try:
             message = await self._ws.recv()
@@ -354,11 +522,18 @@ class WsTransport(Transport):
             raise _io_error("write failed", e) from e
 
     async def close(self, linger: float) -> None:
+        self._stop_reading()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._ws.close(), max(linger, 0.1))
         self.abort()
 
+    def _stop_reading(self) -> None:
+        reading, self._reading = self._reading, None
+        if reading is not None and reading is not asyncio.current_task():
+            reading.cancel()
+
     def abort(self) -> None:
+        # The reader sees the connection closed and reports it.
         transport = getattr(self._ws, "transport", None)
         if transport is not None:
             transport.abort()
@@ -388,8 +563,8 @@ def _io_error(what: str, e: BaseException) -> TransportError:
     return _error(f"{what}: {e}", ErrorCode.UNAVAILABLE, e)
 
 
-def _peer_address(writer: asyncio.StreamWriter) -> str | None:
-    name = writer.get_extra_info("peername")
+def _peer_address(stream: StreamTransport) -> str | None:
+    name = stream.get_extra_info("peername")
     if isinstance(name, tuple) and len(name) >= 2:
         host = f"[{name[0]}]" if ":" in str(name[0]) else str(name[0])
         return f"{host}:{name[1]}"
@@ -438,28 +613,28 @@ def _session(ssl_object: Any, endpoint: Endpoint, server_name: str, close: Any) 
 
 
 async def _open(endpoint: Endpoint, options: Options) -> Transport:
+    loop = asyncio.get_running_loop()
     if endpoint.scheme == "tcp":
-        reader, writer = await asyncio.open_connection(
-            endpoint.host, endpoint.port, limit=READ_SIZE
-        )
-        return StreamTransport(reader, writer, _peer_address(writer))
+        _, stream = await loop.create_connection(StreamTransport, endpoint.host, endpoint.port)
+        stream.info = TransportInfo(_peer_address(stream))
+        return stream
     if endpoint.scheme == "unix":
-        reader, writer = await asyncio.open_unix_connection(endpoint.path, limit=READ_SIZE)
-        return StreamTransport(reader, writer, endpoint.path)
+        _, stream = await loop.create_unix_connection(StreamTransport, endpoint.path)
+        stream.info = TransportInfo(endpoint.path)
+        return stream
     if endpoint.scheme == "tls":
         context, name = _client_tls(endpoint, options)
-        reader, writer = await asyncio.open_connection(
+        socket_, stream = await loop.create_connection(
+            StreamTransport,
             endpoint.host,
             endpoint.port,
-            limit=READ_SIZE,
             ssl=context,
             server_hostname=name,
             **tls_extra(options.connect_timeout, options.linger),
         )
-        session = _session(
-            writer.get_extra_info("ssl_object"), endpoint, name, writer.transport.abort
-        )
-        return StreamTransport(reader, writer, TransportInfo(_peer_address(writer), None, session))
+        session = _session(socket_.get_extra_info("ssl_object"), endpoint, name, socket_.abort)
+        stream.info = TransportInfo(_peer_address(stream), None, session)
+        return stream
     websockets = websockets_module()
     from websockets.asyncio.client import connect  # noqa: PLC0415 - optional dependency
     from websockets.typing import Origin, Subprotocol  # noqa: PLC0415

@@ -29,7 +29,7 @@ import errno
 import os
 import stat
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 __all__ = ["DIR_MODE", "SOCKET_MODE", "SUN_PATH_LEN", "UnixListener", "bind"]
 
@@ -128,8 +128,7 @@ async def _clear_stale(path: str) -> None:
 
 async def bind(
     path: str,
-    on_connect: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-    limit: int,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
 ) -> UnixListener:
     """Binds a listening socket at ``path`` following the rules in the
     module docs.
@@ -144,7 +143,7 @@ async def bind(
     _check_len(path)
     _prepare_parent(os.path.dirname(path) or ".")
     await _clear_stale(path)
-    server = await asyncio.start_unix_server(on_connect, path=path, limit=limit)
+    server = await asyncio.get_running_loop().create_unix_server(protocol_factory, path=path)
     try:
         st = os.lstat(path)
         listener = UnixListener(server, path, (st.st_dev, st.st_ino))

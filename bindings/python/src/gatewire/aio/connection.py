@@ -212,12 +212,11 @@ class Connection:
         self._flush_handle: asyncio.Handle | None = None
         self._write_error: RpcError | None = None
         """A failed inline write, for the writer to handle."""
-        self._read_wake = asyncio.Event()
+        self._read_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
         self._abort_handle: asyncio.TimerHandle | None = None
         self._dispatching = False
-        self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
 
         self._stats_frames_sent = 0
@@ -230,10 +229,10 @@ class Connection:
     # ----- lifecycle ------------------------------------------------------------
 
     def _start(self) -> None:
-        """Starts the reader and writer tasks (and sends HELLO, for a
+        """Starts reading and the writer task (and sends HELLO, for a
         client)."""
-        self._reader = self._loop.create_task(self._read_loop(), name="gatewire-reader")
         self._writer = self._loop.create_task(self._write_loop(), name="gatewire-writer")
+        self._transport.start(self._received, self._ended)
         self._pump()
 
     async def _handshake(self) -> None:
@@ -584,10 +583,16 @@ class Connection:
         self._after_output()
 
     def _after_output(self) -> None:
-        """Re-arms the timer, and wakes the reader if it may read."""
+        """Re-arms the timer, and pauses or resumes reading as the core
+        wants."""
         self._arm_timer()
-        if self._core.wants_read() or self._core.is_closed():
-            self._read_wake.set()
+        wants = self._core.wants_read()
+        if wants == self._read_paused:
+            self._read_paused = not wants
+            if wants:
+                self._transport.resume_reading()
+            elif not self._core.is_closed():
+                self._transport.pause_reading()
 
     def _take_batch(self) -> list[bytes]:
         """Frames from the core, up to ``MAX_BATCH`` bytes."""
@@ -662,41 +667,38 @@ class Connection:
         self._core.handle_timeout(self._now())
         self._pump()
 
-    async def _read_loop(self) -> None:
+    def _received(self, data: bytes) -> None:
+        """What the transport read (the loop's read callback)."""
         core = self._core
-        transport = self._transport
+        if core.is_closed():
+            return
+        self._stats_bytes_received += len(data)
         try:
-            while not core.is_closed():
-                if not core.wants_read():
-                    self._read_wake.clear()
-                    if not core.is_closed() and not core.wants_read():
-                        await self._read_wake.wait()
-                    continue
-                try:
-                    data = await transport.read()
-                except RpcError as e:
-                    _log.debug("read failed: %s", e)
-                    if self._close_error is None:
-                        self._close_error = e
-                    # A failed transport carries no more answers: no
-                    # half-close, the connection ends here.
-                    core.handle_eof(self._now())
-                    core.close(ErrorCode.UNAVAILABLE, "read failed")
-                else:
-                    if data is None:
-                        core.handle_eof(self._now())
-                    else:
-                        self._stats_bytes_received += len(data)
-                        if transport.message_framing:
-                            core.handle_frame(self._now(), data)
-                        else:
-                            core.handle_bytes(self._now(), data)
-                self._pump()
-        except asyncio.CancelledError:
-            pass
+            if self._transport.message_framing:
+                core.handle_frame(self._now(), data)
+            else:
+                core.handle_bytes(self._now(), data)
+            self._pump()
         except Exception:  # pragma: no cover - a bug; close rather than hang
             _log.exception("gatewire reader failed")
             self.abort(ErrorCode.INTERNAL, "internal error")
+
+    def _ended(self, error: RpcError | None) -> None:
+        """The end of the transport's input: ``None`` for a clean end."""
+        core = self._core
+        if core.is_closed():
+            return
+        if error is None:
+            core.handle_eof(self._now())
+        else:
+            _log.debug("read failed: %s", error)
+            if self._close_error is None:
+                self._close_error = error
+            # A failed transport carries no more answers: no half-close,
+            # the connection ends here.
+            core.handle_eof(self._now())
+            core.close(ErrorCode.UNAVAILABLE, "read failed")
+        self._pump()
 
     async def _write_loop(self) -> None:
         core = self._core
@@ -745,11 +747,7 @@ class Connection:
             await self._shutdown_transport(failed)
 
     async def _shutdown_transport(self, failed: bool) -> None:
-        reader = self._reader
         try:
-            if reader is not None and not reader.done():
-                reader.cancel()
-                await asyncio.wait([reader])
             if failed:
                 self._transport.abort()
             else:
@@ -919,11 +917,7 @@ class Connection:
             self._timer.cancel()
             self._timer = None
         self._closed.set()
-        self._read_wake.set()
         self._write_wake.set()
-        reader = self._reader
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
         if self._abort_handle is None:
             self._abort_handle = self._loop.call_later(
                 self._options.linger + 1.0, self._force_abort

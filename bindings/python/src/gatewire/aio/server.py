@@ -23,7 +23,7 @@ import contextlib
 import logging
 import socket
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ..frame import HEADER_LEN
@@ -31,7 +31,6 @@ from ..protocol import Role
 from . import _unix
 from . import tls as _tls
 from ._transport import (
-    READ_SIZE,
     SUBPROTOCOL,
     WS_MAX_QUEUE,
     StreamTransport,
@@ -136,7 +135,7 @@ class Server:
             if endpoint.scheme in ("tcp", "tls"):
                 await self._bind_tcp(endpoint)
             elif endpoint.scheme == "unix":
-                listener = await _unix.bind(endpoint.path, self._on_stream_unix, READ_SIZE)
+                listener = await _unix.bind(endpoint.path, self._accepted(self._on_stream_unix))
                 self._listeners.append(listener)
                 self._endpoints.append(endpoint)
             else:
@@ -169,21 +168,34 @@ class Server:
 
     async def _bind_tcp(self, endpoint: Endpoint) -> None:
         host, port = await self._resolve(endpoint)
+        loop = asyncio.get_running_loop()
         if endpoint.scheme == "tls":
-            server = await asyncio.start_server(
-                self._on_stream_tls,
+            server = await loop.create_server(
+                self._accepted(self._on_stream_tls),
                 host,
                 port,
-                limit=READ_SIZE,
                 reuse_address=True,
                 **self._tls_context("tls"),
             )
         else:
-            server = await asyncio.start_server(
-                self._on_stream_tcp, host, port, limit=READ_SIZE, reuse_address=True
+            server = await loop.create_server(
+                self._accepted(self._on_stream_tcp), host, port, reuse_address=True
             )
         self._listeners.append(server)
         self._endpoints.append(self._bound(endpoint.scheme, server.sockets[0]))
+
+    def _accepted(
+        self, on_stream: Callable[[StreamTransport], Coroutine[Any, Any, None]]
+    ) -> Callable[[], StreamTransport]:
+        """The protocol factory of a byte-stream listener: each accepted
+        connection is served by ``on_stream`` in a task of its own."""
+        loop = asyncio.get_running_loop()
+
+        def accepted(stream: StreamTransport) -> None:
+            # Held until it ends (`_serve` lets go of it).
+            self._tasks.add(loop.create_task(on_stream(stream), name="gatewire-accepted"))
+
+        return lambda: StreamTransport(accepted)
 
     async def _bind_ws(self, endpoint: Endpoint) -> None:
         websockets_module()
@@ -249,20 +261,17 @@ class Server:
 
     # ----- connections --------------------------------------------------------
 
-    async def _on_stream_tcp(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await self._serve(StreamTransport(reader, writer, _peer_address(writer)))
+    async def _on_stream_tcp(self, stream: StreamTransport) -> None:
+        stream.info = TransportInfo(_peer_address(stream))
+        await self._serve(stream)
 
-    async def _on_stream_tls(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        tls = self._tls_session(writer.get_extra_info("ssl_object"), "tls")
+    async def _on_stream_tls(self, stream: StreamTransport) -> None:
+        tls = self._tls_session(stream.get_extra_info("ssl_object"), "tls")
         if tls is None:
-            writer.close()
+            stream.abort()
             return
-        info = TransportInfo(_peer_address(writer), None, tls)
-        await self._serve(StreamTransport(reader, writer, info))
+        stream.info = TransportInfo(_peer_address(stream), None, tls)
+        await self._serve(stream)
 
     @staticmethod
     def _tls_session(ssl_object: Any, scheme: str) -> _tls.TlsInfo | None:
@@ -278,14 +287,12 @@ class Server:
             return None
         return info
 
-    async def _on_stream_unix(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        name = writer.get_extra_info("sockname")
-        info = TransportInfo(
-            str(name) if name else None, peer_credentials(writer.get_extra_info("socket"))
+    async def _on_stream_unix(self, stream: StreamTransport) -> None:
+        name = stream.get_extra_info("sockname")
+        stream.info = TransportInfo(
+            str(name) if name else None, peer_credentials(stream.get_extra_info("socket"))
         )
-        await self._serve(StreamTransport(reader, writer, info))
+        await self._serve(stream)
 
     async def _serve(self, transport: Transport) -> None:
         if self._closing or len(self._connections) >= self._options.max_connections:
