@@ -567,14 +567,22 @@ class Connection:
         self._last_now = max(self._last_now, now)
         return self._last_now
 
-    def _pump(self) -> None:
+    def _pump(self, now: bool = False) -> None:
         """After any input or command: route events, then have what the core
         has to send written (by :meth:`_flush` while the writer is idle,
-        else by the writer), the timer re-armed and the reader woken if it
-        may read."""
+        else by the writer), the timer re-armed and reading paused or
+        resumed.
+
+        ``now``: nothing else can add to this write in this turn of the loop
+        (the input just read has been handled; the last running handler has
+        answered), so it need not wait for the next turn."""
         self._dispatch()
         if self._write_idle:
-            if self._flush_handle is None:
+            if now:
+                if self._flush_handle is not None:
+                    self._flush_handle.cancel()
+                self._flush()
+            elif self._flush_handle is None:
                 # Once the loop has run what is ready now: the frames queued
                 # meanwhile go out in one write.
                 self._flush_handle = self._loop.call_soon(self._flush)
@@ -678,7 +686,7 @@ class Connection:
                 core.handle_frame(self._now(), data)
             else:
                 core.handle_bytes(self._now(), data)
-            self._pump()
+            self._pump(now=True)
         except Exception:  # pragma: no cover - a bug; close rather than hang
             _log.exception("gatewire reader failed")
             self.abort(ErrorCode.INTERNAL, "internal error")
@@ -1055,7 +1063,7 @@ class Connection:
                 core.send_error(id_, ErrorCode.CANCELLED)
         except GatewireError as e:
             _log.debug("handler result for call %d not sent: %s", id_, e)
-        self._pump()
+        self._pump(now=not self._handlers)
 
     def _spawn_stream(self, event: StreamOpened) -> None:
         if self._denied(event.id, event.method):
