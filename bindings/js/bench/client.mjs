@@ -68,15 +68,16 @@ function fifo() {
 
 /**
  * gatewire: `call(1)` echoes; the upload goes as 1 MiB messages on a stream
- * (`stream`), or as one message to a server whose limits were raised
- * (`message`).
+ * under the default limits (`stream`) or with 4 MiB of stream credit
+ * (`window`), or as one message (`message`); the last two to a server
+ * whose limits were raised likewise.
  *
  * @param {Job} job
- * @param {'stream' | 'message'} upload
+ * @param {'stream' | 'window' | 'message'} upload
  * @returns {Promise<Client>}
  */
 async function gatewire(job, upload) {
-  const conn = await connect(job.url, upload === 'message' ? { limits: BULK_LIMITS } : {});
+  const conn = await connect(job.url, upload === 'stream' ? {} : { limits: BULK_LIMITS });
   return {
     call: () => conn.call(1, PAYLOAD),
     bulk: async (data) => {
@@ -249,6 +250,7 @@ async function bare(job) {
 const ADAPTERS = {
   gatewire: (job) => gatewire(job, 'stream'),
   'gatewire-message': (job) => gatewire(job, 'message'),
+  'gatewire-window': (job) => gatewire(job, 'window'),
   'socketio-string': (job) => socketio(job, 'string'),
   'socketio-buffer': (job) => socketio(job, 'buffer'),
   'socketio-msgpack': (job) => socketio(job, 'msgpack'),

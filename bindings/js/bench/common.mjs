@@ -2,11 +2,13 @@
 /** What the benchmark's client, servers and runner share. */
 
 /**
- * Limits of both ends for the 8 MiB upload as a single gatewire message:
- * the message limit, and the connection credit that must hold a whole
- * message until it is delivered, raised from 1 MiB and 4 MiB to 16 MiB.
+ * Raised limits of both ends for bulk uploads: the message limit and the
+ * connection credit (which must hold a whole message until it is
+ * delivered) from 1 MiB and 4 MiB to 16 MiB, for the upload as a single
+ * message; and the stream credit from 256 KiB to 4 MiB, for the upload as a
+ * stream of 1 MiB messages with fewer credit round trips.
  */
-export const BULK_LIMITS = { maxMessage: 16 << 20, connectionCredit: 16 << 20 };
+export const BULK_LIMITS = { maxMessage: 16 << 20, connectionCredit: 16 << 20, initialStreamCredit: 4 << 20 };
 
 /** Size of the pieces of a streamed upload: the default message limit (1 MiB). */
 export const CHUNK = 1 << 20;

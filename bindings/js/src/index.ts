@@ -159,6 +159,7 @@ export {
   startConnection,
   toMessage,
   type AcceptOptions,
+  type AuthorizeRequest,
   type AuthRequest,
   type CallContext,
   type CallOptions,

@@ -191,6 +191,23 @@ export interface AcceptOptions extends ConnectionOptions {
    * Default: everyone is accepted.
    */
   authenticate?: ((request: AuthRequest) => boolean | void | Promise<boolean | void>) | undefined;
+  /**
+   * Decides whether each incoming call or stream may run, before its method
+   * is looked up (a caller that may not call a method cannot learn whether
+   * it exists). Return `false` to deny with `PERMISSION_DENIED`, or throw a
+   * {@link Status} to deny with its code; the handler never runs. Any other
+   * exception denies with `PERMISSION_DENIED`. One-way events are not
+   * authorized (as in the Rust runtime). Default: every call may run.
+   */
+  authorize?: ((call: AuthorizeRequest) => boolean | void) | undefined;
+}
+
+/** What an authorizer decides from. */
+export interface AuthorizeRequest {
+  /** The method called. */
+  readonly method: number;
+  /** The connection it came on (`identityOf(connection)` says who called). */
+  readonly connection: Connection;
 }
 
 /** What an authenticator decides from. */
@@ -1085,12 +1102,16 @@ class Driver {
   }
 
   #spawnUnary(id: number, method: number, msg: Message, deadline: number | undefined): void {
-    if (method === LIST_SERVICES) {
-      this.#listServices(id);
+    if (method === REAUTHENTICATE) {
+      // Checks the credentials themselves: not subject to the authorizer.
+      this.#reauthenticate(id, msg);
       return;
     }
-    if (method === REAUTHENTICATE) {
-      this.#reauthenticate(id, msg);
+    if (this.#denied(id, method)) {
+      return;
+    }
+    if (method === LIST_SERVICES) {
+      this.#listServices(id);
       return;
     }
     const handler = this.router.unaryHandler(method);
@@ -1194,12 +1215,38 @@ class Driver {
     }
   }
 
+  /** Answers a call the authorizer denies; `true` when it did. */
+  #denied(id: number, method: number): boolean {
+    const authorize = this.#options.authorize;
+    if (authorize === undefined) {
+      return false;
+    }
+    let status: Status;
+    try {
+      if (authorize({ method, connection: this.connection }) !== false) {
+        return false;
+      }
+      status = new Status(ErrorCode.PERMISSION_DENIED, `not allowed to call method ${method}`);
+    } catch (e) {
+      status = e instanceof Status ? e : new Status(ErrorCode.PERMISSION_DENIED, 'authorization failed');
+    }
+    try {
+      this.#sendStatus(id, status);
+    } catch {
+      // The call ended meanwhile (connection closed).
+    }
+    return true;
+  }
+
   #sendStatus(id: number, status: Status): void {
     const code = status.code === ErrorCode.NO_ERROR ? ErrorCode.INTERNAL : status.code;
     this.core.sendError(id, code, { message: status.statusMessage, details: status.details });
   }
 
   #spawnStream(id: number, method: number, msg: Message, end: boolean, deadline: number | undefined): void {
+    if (this.#denied(id, method)) {
+      return;
+    }
     const handler = this.router.streamHandler(method);
     if (handler === undefined) {
       this.core.sendError(id, ErrorCode.UNKNOWN_METHOD, { message: `no stream handler for method ${method}` });

@@ -25,7 +25,7 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 
-import type { AuthRequest, Connection } from '../peer.js';
+import type { AuthorizeRequest, AuthRequest, Connection } from '../peer.js';
 import { ConfigError, Status } from '../rpc-errors.js';
 import type { TransportInfo } from '../transport.js';
 import { ErrorCode } from '../wire.js';
@@ -43,6 +43,13 @@ export interface Identity {
   /** When it stops being valid, if ever (a certificate's end of validity). */
   readonly expiresAt?: Date | undefined;
 }
+
+/**
+ * Decides whether a client may call `method`: `false` denies with
+ * `PERMISSION_DENIED`, a thrown `Status` with its code. `identity` is
+ * `undefined` when the server has no authenticator.
+ */
+export type Authorizer = (identity: Identity | undefined, method: number) => boolean | void;
 
 /** Decides whether to accept a client and who it is; throws a `Status` to refuse. */
 export interface Authenticator {
@@ -209,5 +216,21 @@ export function authenticateHook(authenticator: Authenticator): (request: AuthRe
     }
     identities.set(request.transport, identity);
     return true;
+  };
+}
+
+/**
+ * The driver's `authorize` hook: a call from an identity that has expired
+ * since the handshake fails with `UNAUTHENTICATED` (calls already running
+ * finish; the client may re-authenticate), then `authorizer`, if any,
+ * decides.
+ */
+export function authorizeHook(authorizer: Authorizer | undefined): (call: AuthorizeRequest) => boolean | void {
+  return ({ method, connection }) => {
+    const identity = identityOf(connection);
+    if (identity?.expiresAt !== undefined && identity.expiresAt.getTime() <= Date.now()) {
+      throw unauthenticated('credentials expired');
+    }
+    return authorizer === undefined ? true : authorizer(identity, method);
   };
 }

@@ -33,6 +33,7 @@ export {
   TokenAuthenticator,
   type AuthMethod,
   type Authenticator,
+  type Authorizer,
   type Identity,
 } from './auth.js';
 export {

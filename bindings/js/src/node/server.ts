@@ -43,7 +43,7 @@ import type { Router } from '../router.js';
 import { ConfigError } from '../rpc-errors.js';
 import { ErrorCode } from '../wire.js';
 import type { Transport } from '../transport.js';
-import { authenticateHook, type Authenticator } from './auth.js';
+import { authenticateHook, authorizeHook, type Authenticator, type Authorizer } from './auth.js';
 import { prepareUnixPath, SocketTransport } from './net.js';
 import { acceptsPeer, ALPN, ALPN_HTTP11, serverTlsOptions, sessionInfo, type TlsServerOptions } from './tls.js';
 import { NodeWebSocketTransport, SUBPROTOCOL } from './ws.js';
@@ -61,6 +61,14 @@ export interface ServeOptions extends Omit<AcceptOptions, 'router'> {
    * (`TokenAuthenticator`, `MtlsAuthenticator`...). Not together with `authenticate`.
    */
   authenticator?: Authenticator | undefined;
+  /**
+   * Decides whether each call or stream a client opens may run, from the
+   * client's identity and the method, before the method is looked up.
+   * Calls from an identity that has expired are refused with
+   * `UNAUTHENTICATED` whether or not this is given. Not together with
+   * `authorize`.
+   */
+  authorizer?: Authorizer | undefined;
 }
 
 interface Listener {
@@ -177,12 +185,18 @@ export async function serve(urls: string | readonly string[], router: Router, op
   const handshaking = new Set<Transport>();
   let accepting = true;
   let live = 0;
-  const { maxConnections: _m, wsOrigins: _o, tls: tlsOptions, authenticator, ...connectionOptions } = options;
+  const { maxConnections: _m, wsOrigins: _o, tls: tlsOptions, authenticator, authorizer, ...connectionOptions } = options;
   if (authenticator !== undefined) {
     if (connectionOptions.authenticate !== undefined) {
       throw new ConfigError('give either authenticator or authenticate, not both');
     }
     connectionOptions.authenticate = authenticateHook(authenticator);
+  }
+  if (authenticator !== undefined || authorizer !== undefined) {
+    if (connectionOptions.authorize !== undefined) {
+      throw new ConfigError('give either authorizer or authorize, not both');
+    }
+    connectionOptions.authorize = authorizeHook(authorizer);
   }
   const accept = (transport: Transport): void => {
     if (!accepting || live >= maxConnections) {
