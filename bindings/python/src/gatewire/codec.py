@@ -13,10 +13,11 @@ that have arrived, so memory follows the bytes received.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .exceptions import FrameError, InsufficientSize, Truncated
-from .frame import HEADER_LEN, U32_MAX, Header
+from .frame import HEADER_LEN, U32_MAX, Header, trusted_constructor
 
 __all__ = ["Frame", "FrameDecoder"]
 
@@ -125,28 +126,32 @@ class FrameDecoder:
         Raises:
             FrameError: the stream is unusable; raised again on every call.
         """
-        while True:
-            if self._failed is not None:
-                raise self._failed
-            header = self._header
+        if self._failed is not None:
+            raise self._failed
+        header = self._header
+        if header is None:
+            try:
+                header = Header.decode(buf, self._max_payload)
+            except FrameError as e:
+                self._failed = e
+                raise
             if header is None:
-                try:
-                    header = Header.decode(buf, self._max_payload)
-                except FrameError as e:
-                    self._failed = e
-                    raise
-                if header is None:
-                    return None
-                del buf[:HEADER_LEN]
-                self._header = header
-                continue
-            n = header.length
-            if len(buf) < n:
                 return None
-            self._header = None
-            payload = bytes(buf[:n])
-            del buf[:n]
-            return Frame(header, payload)
+            n = header.length
+            if len(buf) >= HEADER_LEN + n:
+                # The whole frame is here (the usual case): one cut.
+                payload = bytes(buf[HEADER_LEN : HEADER_LEN + n])
+                del buf[: HEADER_LEN + n]
+                return _new_frame(header, payload)
+            del buf[:HEADER_LEN]
+            self._header = header
+        n = header.length
+        if len(buf) < n:
+            return None
+        self._header = None
+        payload = bytes(buf[:n])
+        del buf[:n]
+        return _new_frame(header, payload)
 
     def decode_eof(self, buf: bytearray) -> None:
         """At end of stream: returns when no partial frame is left.
@@ -163,3 +168,7 @@ class FrameDecoder:
                 return
             raise Truncated(len(buf), HEADER_LEN)
         raise Truncated(HEADER_LEN + len(buf), HEADER_LEN + header.length)
+
+
+_new_frame: Callable[[Header, bytes], Frame] = trusted_constructor(Frame)
+"""``Frame(header, payload)`` for a decoded header and its payload."""

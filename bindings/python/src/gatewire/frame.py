@@ -26,8 +26,9 @@ reject.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar
 
 from .exceptions import (
     FrameTooLarge,
@@ -52,8 +53,11 @@ __all__ = [
     "Flags",
     "FrameType",
     "Header",
+    "trusted_constructor",
     "trusted_header",
 ]
+
+_T = TypeVar("_T")
 
 HEADER_LEN = 16
 """Size of the fixed frame header in bytes."""
@@ -420,26 +424,27 @@ class Header:
             raise InvalidLength(ty, length)
 
 
-_new = object.__new__
-_set_length = vars(Header)["length"].__set__
-_set_ty = vars(Header)["ty"].__set__
-_set_flags = vars(Header)["flags"].__set__
-_set_codec = vars(Header)["codec"].__set__
-_set_id = vars(Header)["id"].__set__
-_set_arg = vars(Header)["arg"].__set__
+def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
+    """A constructor of the frozen, slotted dataclass ``cls`` that sets the
+    fields (all of them, in order, positionally) without the checks and
+    conversions of ``__init__``/``__post_init__``: for values the protocol
+    core built or decoded itself, already of their types and in range. It
+    costs about half of ``cls(...)``, which counts on every frame."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    for name in names:
+        namespace[f"set_{name}"] = vars(cls)[name].__set__
+    lines = [f"def make({', '.join(names)}):", "    obj = new(cls)"]
+    lines += [f"    set_{name}(obj, {name})" for name in names]
+    lines.append("    return obj")
+    # The source is built from the field names only.
+    exec("\n".join(lines), namespace)
+    make: Callable[..., _T] = namespace["make"]
+    return make
 
 
-def trusted_header(
-    length: int, ty: FrameType, flags: Flags, codec: Codec, id_: int, arg: int
-) -> Header:
-    """A :class:`Header` from fields already of their wire types and in
-    range (the protocol core's own frames, decoded ones), without the
-    constructor's checks: half the cost, on every frame."""
-    h: Header = _new(Header)
-    _set_length(h, length)
-    _set_ty(h, ty)
-    _set_flags(h, flags)
-    _set_codec(h, codec)
-    _set_id(h, id_)
-    _set_arg(h, arg)
-    return h
+trusted_header: Callable[[int, FrameType, Flags, Codec, int, int], Header] = trusted_constructor(
+    Header
+)
+"""``Header(length, ty, flags, codec, id, arg)`` for fields already of their
+wire types and in range (frames the core builds, headers it decoded)."""

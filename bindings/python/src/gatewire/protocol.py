@@ -88,6 +88,7 @@ from .frame import (
     Flags,
     FrameType,
     Header,
+    trusted_constructor,
     trusted_header,
 )
 from .limits import MAX_WINDOW, MIN_FRAME, Limits, Timeouts
@@ -442,6 +443,12 @@ Event: TypeAlias = (
 )
 """Something the application must learn about."""
 
+# What the core builds from frames it decoded (fields already checked).
+_new_message: Callable[[Codec, bytes, int | None], Message] = trusted_constructor(Message)
+_new_request: Callable[[int, int, Message, int | None], Request] = trusted_constructor(Request)
+_new_response: Callable[[int, Message], Response] = trusted_constructor(Response)
+_new_frame: Callable[[Header, bytes], Frame] = trusted_constructor(Frame)
+
 
 def _message_len(e: Event) -> int:
     if isinstance(e, Request | Response | EventReceived | StreamOpened | StreamData):
@@ -726,7 +733,7 @@ class _OutMessage:
             payload = self._body[self._pos : self._pos + take]
             self._pos += take
             flags = Flags.NONE if take == left else Flags.MORE
-            return Frame(
+            return _new_frame(
                 trusted_header(len(payload), FrameType.CONTINUATION, flags, Codec.RAW, self.id, 0),
                 payload,
             )
@@ -736,7 +743,7 @@ class _OutMessage:
         payload = self.prelude + self._body[self._pos : self._pos + take] if take else self.prelude
         self._pos += take
         flags = self.flags if take == left else self.flags.union(Flags.MORE)
-        return Frame(
+        return _new_frame(
             trusted_header(len(payload), self.ty, flags, self.codec, self.id, self.arg), payload
         )
 
@@ -1819,7 +1826,7 @@ class Connection:
                 self._return_connection_credit(h.length)
                 self._calls[h.id] = call
                 return
-            message = Message(h.codec, payload, uncompressed)
+            message = _new_message(h.codec, payload, uncompressed)
             self._strays.refund(1)
             self._push_event(EventReceived(h.arg, message), h.length, None)
             return
@@ -1850,7 +1857,7 @@ class Connection:
         if kind is _Kind.UNARY or end:
             call.recv_open = False
         self._calls[h.id] = call
-        message = Message(h.codec, payload, uncompressed)
+        message = _new_message(h.codec, payload, uncompressed)
         self._deliver_open(h.ty, h.id, h.arg, message, deadline, end, h.length)
 
     def _deliver_open(
@@ -1866,7 +1873,7 @@ class Connection:
         self._strays.refund(1)
         event: Event
         if ty == FrameType.REQUEST:
-            event = Request(id_, method, message, deadline)
+            event = _new_request(id_, method, message, deadline)
         else:
             event = StreamOpened(id_, method, message, end, deadline)
         self._push_event(event, credit, id_)
@@ -1889,13 +1896,13 @@ class Connection:
             call.assembly = self._start_assembly(h, payload, None, uncompressed)
             self._return_connection_credit(h.length)
             return
-        self._complete_response(h.id, Message(h.codec, payload, uncompressed), h.length)
+        self._complete_response(h.id, _new_message(h.codec, payload, uncompressed), h.length)
 
     def _complete_response(self, id_: int, message: Message, credit: int) -> None:
         self._remove_call(id_)
         self._strays.refund(1)
         self._error_resets.refund(1)
-        self._push_event(Response(id_, message), credit, None)
+        self._push_event(_new_response(id_, message), credit, None)
         self._maybe_finish()
 
     def _on_stream_data(self, frame: Frame) -> None:
