@@ -740,7 +740,12 @@ class _OutMessage:
         self.started = True
         left = len(self._body) - self._pos
         take = min(max(budget - len(self.prelude), 0), left)
-        payload = self.prelude + self._body[self._pos : self._pos + take] if take else self.prelude
+        if not take:
+            payload = self.prelude
+        elif take == len(self._body) and not self.prelude:
+            payload = self._body
+        else:
+            payload = self.prelude + self._body[self._pos : self._pos + take]
         self._pos += take
         flags = self.flags if take == left else self.flags.union(Flags.MORE)
         return _new_frame(
@@ -2360,7 +2365,7 @@ class Connection:
                 if msg.stream_credit:
                     call.send_credit -= n
                     call.queued -= n
-            if opening:
+            if opening and call is not None and call.kind is _Kind.STREAM:
                 self._flush_pending_grant(msg.id)
             self._sent_message_since_peer_ping = True
             self._credit_frames.refund(lim.credit_frames_per_data)

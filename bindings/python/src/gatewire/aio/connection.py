@@ -686,7 +686,10 @@ class Connection:
                 core.handle_frame(self._now(), data)
             else:
                 core.handle_bytes(self._now(), data)
-            self._pump(now=True)
+            # A byte stream's read holds everything that arrived; a
+            # WebSocket's messages come one by one, the rest maybe in this
+            # same turn.
+            self._pump(now=not self._transport.message_framing)
         except Exception:  # pragma: no cover - a bug; close rather than hang
             _log.exception("gatewire reader failed")
             self.abort(ErrorCode.INTERNAL, "internal error")
