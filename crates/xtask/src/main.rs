@@ -314,6 +314,13 @@ fn python_bench_smoke() -> Result {
         "python3",
         &["bindings/python/bench/run.py", "--quick"],
         &[("GATEWIRE_INTEROP_PEER", peer.to_str().expect("utf-8 path"))],
+    )?;
+    let python = root().join("target/bench-venv/bin/python");
+    run_in(
+        &root(),
+        python.to_str().expect("utf-8 path"),
+        &["bindings/python/bench/core.py", "--rounds", "6", "--reps", "1"],
+        &[],
     )
 }
 

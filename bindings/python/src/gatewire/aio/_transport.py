@@ -533,7 +533,9 @@ class WsTransport(Transport):
             reading.cancel()
 
     def abort(self) -> None:
-        # The reader sees the connection closed and reports it.
+        # The reader sees the connection closed and reports it (even when
+        # reading was paused).
+        self._may_read.set()
         transport = getattr(self._ws, "transport", None)
         if transport is not None:
             transport.abort()

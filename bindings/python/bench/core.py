@@ -1,0 +1,81 @@
+"""The sans-IO core alone, no sockets and no event loop: round trips per
+second of 32-byte calls between a client and a server core in one process,
+64 at a time (what one round trip costs both ends in the protocol core)::
+
+    python3 bench/core.py [--rounds N] [--reps N]
+
+Run it pinned (``taskset -c 0``) on a quiet machine; it prints the median
+of the repetitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from gatewire import Codec, Message
+from gatewire.protocol import Config, Connection, HelloReceived, Request, Response, Role
+
+IN_FLIGHT = 64
+METHOD = 0x1234
+
+
+def _move(src: Connection, dst: Connection) -> None:
+    data = bytearray()
+    while (frame := src.poll_transmit()) is not None:
+        frame.encode_to(data)
+    if data:
+        dst.handle_bytes(0, bytes(data))
+
+
+def connected() -> tuple[Connection, Connection]:
+    """A client and a server core after the handshake."""
+    client = Connection(Config(Role.CLIENT), 0)
+    server = Connection(Config(Role.SERVER), 0)
+    for _ in range(10):
+        _move(client, server)
+        while (event := server.poll_event()) is not None:
+            if isinstance(event, HelloReceived):
+                server.accept()
+        _move(server, client)
+        while client.poll_event() is not None:
+            pass
+        if client.is_connected() and server.is_connected():
+            return client, server
+    raise RuntimeError("the handshake did not complete")
+
+
+def round_trips(rounds: int) -> float:
+    """Round trips per second over ``rounds`` batches of ``IN_FLIGHT``."""
+    client, server = connected()
+    message = Message(Codec.RAW, bytes(range(32)))
+    done = 0
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for _ in range(IN_FLIGHT):
+            client.send_request(METHOD, message, None)
+        _move(client, server)
+        while (event := server.poll_event()) is not None:
+            if isinstance(event, Request):
+                server.send_response(event.id, event.message)
+        _move(server, client)
+        while (event := client.poll_event()) is not None:
+            if isinstance(event, Response):
+                done += 1
+    assert done == rounds * IN_FLIGHT
+    return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=300, help="batches of 64 calls per repetition")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions (median printed)")
+    args = ap.parse_args()
+    round_trips(max(1, args.rounds // 6))
+    runs = [round_trips(args.rounds) for _ in range(args.reps)]
+    print(f"core round trips/s, median of {args.reps}: {statistics.median(runs):,.0f}")
+
+
+if __name__ == "__main__":
+    main()
