@@ -15,10 +15,11 @@ import pytest
 import gatewire.aio as gw
 from gatewire import Codec, ErrorCode, Limits, Message
 from gatewire.aio import _compress
+from gatewire.aio._transport import StreamTransport
 from gatewire.aio.endpoint import Endpoint, EndpointError
 from gatewire.aio.options import Options
 
-from .aio_support import private_dir, run
+from .aio_support import private_dir, run, until
 
 # ----- endpoints -------------------------------------------------------------
 
@@ -334,5 +335,65 @@ def test_unix_bind_failure_leaves_no_listener() -> None:
                 await gw.serve([f"unix://{d}/a.sock", f"unix://{d}/{'y' * 120}.sock"])
             assert not os.path.exists(f"{d}/a.sock")
             await asyncio.sleep(0)
+
+    run(main())
+
+
+def test_refused_connections_leave_no_task_behind() -> None:
+    async def main() -> None:
+        async with (
+            await gw.serve("tcp://127.0.0.1:0", max_connections=1) as server,
+            await gw.connect(server.urls[0]),
+        ):
+            for _ in range(5):
+                # Over the limit: dropped at once.
+                with pytest.raises(gw.RpcError):
+                    await gw.connect(server.urls[0])
+            # Only the live connection's task remains.
+            await until(lambda: len(server._tasks) == 1, "refused tasks gone")
+
+    run(main())
+
+
+class _FakeSocket(asyncio.Transport):
+    """Just enough of an asyncio transport to see what reading it is asked
+    for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_a_pause_asked_while_taking_early_input_holds() -> None:
+    async def main() -> None:
+        socket_ = _FakeSocket()
+        stream = StreamTransport()
+        stream.connection_made(socket_)
+        # The peer's first bytes arrive before the connection starts...
+        stream.data_received(b"hello")
+        got: list[bytes] = []
+
+        def received(data: bytes) -> None:
+            got.append(data)
+            # ...and the core, taking them, holds all it may.
+            stream.pause_reading()
+
+        stream.start(received, lambda _error: None)
+        assert got == [b"hello"]
+        assert not socket_.reading
+        stream.resume_reading()
+        assert socket_.reading
 
     run(main())

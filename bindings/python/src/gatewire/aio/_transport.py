@@ -304,6 +304,9 @@ class StreamTransport(asyncio.Protocol, Transport):
         early, self._early = self._early, None
         self._received = received
         self._ended = ended
+        # Resumed first: taking the early input may pause reading again
+        # (nothing can arrive in between, within this callback).
+        self.resume_reading()
         if early:
             received(bytes(early))
         if self._lost:
@@ -311,8 +314,6 @@ class StreamTransport(asyncio.Protocol, Transport):
             self._end(None if error is None and self._eof else _read_error(error))
         elif self._eof:
             self._end(None)
-        else:
-            self.resume_reading()
 
     def pause_reading(self) -> None:
         if not self._paused and not self._eof and not self._lost and self._socket is not None:

@@ -582,10 +582,14 @@ class Connection:
                 if self._flush_handle is not None:
                     self._flush_handle.cancel()
                 self._flush()
-            elif self._flush_handle is None:
+                return
+            if self._flush_handle is None:
                 # Once the loop has run what is ready now: the frames queued
                 # meanwhile go out in one write.
                 self._flush_handle = self._loop.call_soon(self._flush)
+            # Reading stops now if the core holds all it may (a WebSocket
+            # may have more messages ready in this same turn).
+            self._update_reading()
             return
         self._write_wake.set()
         self._after_output()
@@ -594,6 +598,10 @@ class Connection:
         """Re-arms the timer, and pauses or resumes reading as the core
         wants."""
         self._arm_timer()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Pauses or resumes reading as the core wants."""
         wants = self._core.wants_read()
         if wants == self._read_paused:
             self._read_paused = not wants
@@ -699,17 +707,21 @@ class Connection:
         core = self._core
         if core.is_closed():
             return
-        if error is None:
-            core.handle_eof(self._now())
-        else:
-            _log.debug("read failed: %s", error)
-            if self._close_error is None:
-                self._close_error = error
-            # A failed transport carries no more answers: no half-close,
-            # the connection ends here.
-            core.handle_eof(self._now())
-            core.close(ErrorCode.UNAVAILABLE, "read failed")
-        self._pump()
+        try:
+            if error is None:
+                core.handle_eof(self._now())
+            else:
+                _log.debug("read failed: %s", error)
+                if self._close_error is None:
+                    self._close_error = error
+                # A failed transport carries no more answers: no half-close,
+                # the connection ends here.
+                core.handle_eof(self._now())
+                core.close(ErrorCode.UNAVAILABLE, "read failed")
+            self._pump()
+        except Exception:  # pragma: no cover - a bug; close rather than hang
+            _log.exception("gatewire reader failed")
+            self.abort(ErrorCode.INTERNAL, "internal error")
 
     async def _write_loop(self) -> None:
         core = self._core

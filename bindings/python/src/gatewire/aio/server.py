@@ -192,8 +192,9 @@ class Server:
         loop = asyncio.get_running_loop()
 
         def accepted(stream: StreamTransport) -> None:
-            # Held until it ends (`_serve` lets go of it).
-            self._tasks.add(loop.create_task(on_stream(stream), name="gatewire-accepted"))
+            task = loop.create_task(on_stream(stream), name="gatewire-accepted")
+            self._tasks.add(task)
+            task.add_done_callback(self._accept_ended)
 
         return lambda: StreamTransport(accepted)
 
@@ -261,6 +262,11 @@ class Server:
 
     # ----- connections --------------------------------------------------------
 
+    def _accept_ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            _log.error("serving an accepted connection failed", exc_info=error)
+
     async def _on_stream_tcp(self, stream: StreamTransport) -> None:
         stream.info = TransportInfo(_peer_address(stream))
         await self._serve(stream)
@@ -268,7 +274,7 @@ class Server:
     async def _on_stream_tls(self, stream: StreamTransport) -> None:
         tls = self._tls_session(stream.get_extra_info("ssl_object"), "tls")
         if tls is None:
-            stream.abort()
+            await stream.close(self._options.linger)
             return
         stream.info = TransportInfo(_peer_address(stream), None, tls)
         await self._serve(stream)
