@@ -122,6 +122,7 @@ __all__ = [
     "StreamOpened",
     "Writable",
     "max_fragments",
+    "new_message",
 ]
 
 PROTOCOL_VERSION = 1
@@ -444,7 +445,9 @@ Event: TypeAlias = (
 """Something the application must learn about."""
 
 # What the core builds from frames it decoded (fields already checked).
-_new_message: Callable[[Codec, bytes, int | None], Message] = trusted_constructor(Message)
+new_message: Callable[[Codec, bytes, int | None], Message] = trusted_constructor(Message)
+"""``Message(codec, body, uncompressed_len)`` for a :class:`Codec`, ``bytes``
+and a size already checked (or ``None``)."""
 _new_request: Callable[[int, int, Message, int | None], Request] = trusted_constructor(Request)
 _new_response: Callable[[int, Message], Response] = trusted_constructor(Response)
 _new_frame: Callable[[Header, bytes], Frame] = trusted_constructor(Frame)
@@ -1831,7 +1834,7 @@ class Connection:
                 self._return_connection_credit(h.length)
                 self._calls[h.id] = call
                 return
-            message = _new_message(h.codec, payload, uncompressed)
+            message = new_message(h.codec, payload, uncompressed)
             self._strays.refund(1)
             self._push_event(EventReceived(h.arg, message), h.length, None)
             return
@@ -1862,7 +1865,7 @@ class Connection:
         if kind is _Kind.UNARY or end:
             call.recv_open = False
         self._calls[h.id] = call
-        message = _new_message(h.codec, payload, uncompressed)
+        message = new_message(h.codec, payload, uncompressed)
         self._deliver_open(h.ty, h.id, h.arg, message, deadline, end, h.length)
 
     def _deliver_open(
@@ -1901,7 +1904,7 @@ class Connection:
             call.assembly = self._start_assembly(h, payload, None, uncompressed)
             self._return_connection_credit(h.length)
             return
-        self._complete_response(h.id, _new_message(h.codec, payload, uncompressed), h.length)
+        self._complete_response(h.id, new_message(h.codec, payload, uncompressed), h.length)
 
     def _complete_response(self, id_: int, message: Message, credit: int) -> None:
         self._remove_call(id_)

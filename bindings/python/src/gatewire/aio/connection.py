@@ -805,19 +805,20 @@ class Connection:
             self._dispatching = False
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, HelloReceived):
+        # The most frequent first.
+        if isinstance(event, Response):
+            fut = self._calls.pop(event.id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(event.message)
+        elif isinstance(event, Request):
+            self._spawn_unary(event)
+        elif isinstance(event, HelloReceived):
             self._on_hello(event)
         elif isinstance(event, Connected):
             if not self._connected.done():
                 self._connected.set_result(None)
-        elif isinstance(event, Response):
-            fut = self._calls.pop(event.id, None)
-            if fut is not None and not fut.done():
-                fut.set_result(event.message)
         elif isinstance(event, CallFailed):
             self._on_call_failed(event)
-        elif isinstance(event, Request):
-            self._spawn_unary(event)
         elif isinstance(event, StreamOpened):
             self._spawn_stream(event)
         elif isinstance(event, StreamData):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ..code import ErrorCode
 from ..exceptions import Blocked, GatewireError, InvalidState, SendError, UnknownCall
 from ..frame import Codec
-from ..protocol import Message
+from ..protocol import Message, new_message
 from . import _compress
 from .errors import ConnectionClosedError, LocalError, RpcError, Status, from_send
 
@@ -95,6 +95,9 @@ class StreamSlot:
 def to_message(payload: Message | bytes | bytearray | memoryview, codec: int) -> Message:
     """``payload`` as a message: a :class:`~gatewire.Message` as it is,
     bytes with ``codec``."""
+    if type(payload) is bytes and type(codec) is Codec:
+        # The usual case, with nothing to check or convert.
+        return new_message(codec, payload, None)
     if isinstance(payload, Message):
         return payload
     if isinstance(payload, bytes | bytearray | memoryview):
