@@ -117,6 +117,13 @@ _T = TypeVar("_T")
 _E = TypeVar("_E", bound=RpcError)
 
 
+class _Blocked:
+    """The core had no room for a command."""
+
+
+_BLOCKED = _Blocked()
+
+
 def _clone(error: _E) -> _E:
     """A copy of ``error`` for one more waiter (each raise gets its own
     traceback)."""
@@ -370,7 +377,10 @@ class Connection:
             self._calls[id_] = fut
             return id_
 
-        id_ = await self._with_room(op)
+        # Without a coroutine of its own when there is room (the usual case).
+        id_ = self._send_now(op)
+        if isinstance(id_, _Blocked):
+            id_ = await self._with_room(op)
         try:
             response = await fut
         except asyncio.CancelledError:
@@ -515,23 +525,28 @@ class Connection:
 
     # ----- internals: commands ---------------------------------------------------
 
+    def _send_now(self, op: Callable[[], _T]) -> _T | _Blocked:
+        """Runs ``op`` on the core: its value, or :data:`_BLOCKED` while the
+        core has no room (``op`` raised ``Blocked``)."""
+        if self._core.is_closed():
+            # Nothing was sent: the call is safe to retry elsewhere.
+            raise unsent(self._close_error)
+        try:
+            value = op()
+        except Blocked:
+            self._stats_credit_stalls += 1
+            return _BLOCKED
+        except SendError as e:
+            raise from_send(e) from None
+        self._pump()
+        return value
+
     async def _with_room(self, op: Callable[[], _T]) -> _T:
         """Runs ``op`` on the core, waiting for room while it raises
         ``Blocked``."""
-        while True:
-            if self._core.is_closed():
-                # Nothing was sent: the call is safe to retry elsewhere.
-                raise unsent(self._close_error)
-            try:
-                value = op()
-            except Blocked:
-                self._stats_credit_stalls += 1
-                await wait_any(self._writable)
-                continue
-            except SendError as e:
-                raise from_send(e) from None
-            self._pump()
-            return value
+        while isinstance(value := self._send_now(op), _Blocked):
+            await wait_any(self._writable)
+        return value
 
     def _prepare(self, message: Message) -> Message:
         """Compresses an outgoing message when both sides negotiated zstd
