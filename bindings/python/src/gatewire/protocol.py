@@ -453,8 +453,11 @@ _new_response: Callable[[int, Message], Response] = trusted_constructor(Response
 _new_frame: Callable[[Header, bytes], Frame] = trusted_constructor(Frame)
 
 
+_MESSAGE_EVENTS = (Request, Response, EventReceived, StreamOpened, StreamData)
+
+
 def _message_len(e: Event) -> int:
-    if isinstance(e, Request | Response | EventReceived | StreamOpened | StreamData):
+    if isinstance(e, _MESSAGE_EVENTS):
         return len(e.message.body)
     return 0
 
@@ -1489,8 +1492,9 @@ class Connection:
                     self._after_poll()
                     continue
             event = pending.event
+            skipped = self._skipped
             follows_skipped = (
-                isinstance(event, StreamData | Cancelled) and event.id in self._skipped
+                bool(skipped) and isinstance(event, StreamData | Cancelled) and event.id in skipped
             )
             self._after_poll()
             if follows_skipped:
