@@ -597,14 +597,10 @@ class Connection:
                 if self._flush_handle is not None:
                     self._flush_handle.cancel()
                 self._flush()
-                return
-            if self._flush_handle is None:
+            elif self._flush_handle is None:
                 # Once the loop has run what is ready now: the frames queued
                 # meanwhile go out in one write.
                 self._flush_handle = self._loop.call_soon(self._flush)
-            # Reading stops now if the core holds all it may (a WebSocket
-            # may have more messages ready in this same turn).
-            self._update_reading()
             return
         self._write_wake.set()
         self._after_output()
@@ -711,8 +707,11 @@ class Connection:
                 core.handle_bytes(self._now(), data)
             # A byte stream's read holds everything that arrived; a
             # WebSocket's messages come one by one, the rest maybe in this
-            # same turn.
-            self._pump(now=not self._transport.message_framing)
+            # same turn: reading stops at once if the core holds all it may.
+            framed = self._transport.message_framing
+            self._pump(now=not framed)
+            if framed:
+                self._update_reading()
         except Exception:  # pragma: no cover - a bug; close rather than hang
             _log.exception("gatewire reader failed")
             self.abort(ErrorCode.INTERNAL, "internal error")
