@@ -275,17 +275,18 @@ export function socketDir(): { dir: string; cleanup: () => void } {
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** A running `interop-peer serve`. */
+/** A peer process serving until `stop`. */
 export interface PeerServer {
   /** The endpoints it listens on, as it printed them. */
   readonly endpoints: string[];
-  /** Closes its stdin and waits for it to exit; resolves with the exit code. */
+  /** Closes its stdin and waits (bounded) for it to exit; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
 
-/** Starts `interop-peer serve URL...` and waits for its `listening` lines. */
-export function servePeer(urls: string[]): Promise<PeerServer> {
-  const child: ChildProcessWithoutNullStreams = spawn(interopPeer(), ['serve', ...urls], { stdio: 'pipe' });
+/** Starts `command args`, which prints `listening URL` once per URL in `args`, and waits for those lines. */
+export function startServing(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<PeerServer> {
+  const expected = args.filter((a) => a.includes('://')).length;
+  const child: ChildProcessWithoutNullStreams = spawn(command, args, { stdio: 'pipe', env: env ?? process.env });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
@@ -294,7 +295,7 @@ export function servePeer(urls: string[]): Promise<PeerServer> {
     let buf = '';
     const timer = setTimeout(() => {
       child.kill();
-      reject(new Error(`interop-peer serve did not start: ${stderr}`));
+      reject(new Error(`${command} did not start: ${stderr}`));
     }, 30_000);
     child.stdout.on('data', (d: Buffer) => {
       buf += d.toString();
@@ -305,7 +306,7 @@ export function servePeer(urls: string[]): Promise<PeerServer> {
           endpoints.push(line.slice('listening '.length).trim());
         }
       }
-      if (endpoints.length === urls.length) {
+      if (endpoints.length === expected) {
         clearTimeout(timer);
         resolvePeer({
           endpoints,
@@ -319,9 +320,14 @@ export function servePeer(urls: string[]): Promise<PeerServer> {
     });
     void exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`interop-peer serve exited (${code}) before listening: ${stderr}`));
+      reject(new Error(`${command} exited (${code}) before listening: ${stderr}`));
     });
   });
+}
+
+/** Starts `interop-peer serve ARGS...` (options and URLs) and waits for its `listening` lines. */
+export function servePeer(args: string[]): Promise<PeerServer> {
+  return startServing(interopPeer(), ['serve', ...args]);
 }
 
 /** Runs `interop-peer client URL`; resolves with its exit code and output. */

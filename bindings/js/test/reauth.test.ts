@@ -17,7 +17,7 @@ import {
   TokenAuthenticator,
   type Identity,
 } from '../src/node/index.js';
-import { serveRust } from './tls-support.js';
+import { servePeer } from './interop.js';
 
 const ALICE = 'alice-token-0123456789abcdef';
 const BOB = 'bob-token-0123456789abcdef';
@@ -67,7 +67,7 @@ describe('REAUTHENTICATE', { timeout: 120_000 }, () => {
   });
 
   it('renews a connection to the Rust peer, which checks the token', async () => {
-    const peer = await serveRust(['--token', ALICE, 'tcp://127.0.0.1:0']);
+    const peer = await servePeer(['--token', ALICE, 'tcp://127.0.0.1:0']);
     try {
       const conn = await connect(peer.endpoints[0] as string, { auth: new TextEncoder().encode(ALICE) });
       await conn.reauthenticate(ALICE);

@@ -5,12 +5,12 @@
  * the Rust and Python peers started with TLS flags.
  */
 
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { interopPeer, repoRoot } from './interop.js';
+import { interopPeer, repoRoot, startServing, type PeerServer } from './interop.js';
 
 /** The PEM files of a test PKI. */
 export interface Pki {
@@ -105,61 +105,6 @@ export function makePki(): Pki {
   };
 }
 
-/** A peer process serving until `stop`. */
-export interface ServingPeer {
-  /** The endpoints it listens on, as it printed them. */
-  readonly endpoints: string[];
-  /** Closes its stdin and waits (bounded) for it to exit; resolves with the exit code. */
-  stop(): Promise<number | null>;
-}
-
-/** Starts `command args`, which prints `listening URL` once per URL in `args`, and waits for those lines. */
-function startServing(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<ServingPeer> {
-  const expected = args.filter((a) => a.includes('://')).length;
-  const child: ChildProcessWithoutNullStreams = spawn(command, args, { stdio: 'pipe', env: env ?? process.env });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-  return new Promise<ServingPeer>((resolvePeer, reject) => {
-    const endpoints: string[] = [];
-    let buf = '';
-    const timer = setTimeout(() => {
-      child.kill();
-      reject(new Error(`${command} did not start: ${stderr}`));
-    }, 30_000);
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop() ?? '';
-      for (const line of lines) {
-        if (line.startsWith('listening ')) {
-          endpoints.push(line.slice('listening '.length).trim());
-        }
-      }
-      if (endpoints.length === expected) {
-        clearTimeout(timer);
-        resolvePeer({
-          endpoints,
-          stop: () => {
-            child.stdin.end();
-            const kill = setTimeout(() => child.kill(), 10_000);
-            return exited.finally(() => clearTimeout(kill));
-          },
-        });
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`${command} exited (${code}) before listening: ${stderr}`));
-    });
-  });
-}
-
-/** `interop-peer serve ARGS...` (options and URLs). */
-export function serveRust(args: string[]): Promise<ServingPeer> {
-  return startServing(interopPeer(), ['serve', ...args]);
-}
-
 /** Runs `interop-peer client ARGS...`; resolves with its exit code, stdout and stderr. */
 export function runRustClient(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((res) => {
@@ -190,7 +135,7 @@ function venvPython(): string {
 }
 
 /** The Python interop service over TLS (`test/python_tls_server.py CERT KEY [--token T] URL...`). */
-export function servePython(args: string[]): Promise<ServingPeer> {
+export function servePython(args: string[]): Promise<PeerServer> {
   const script = join(repoRoot(), 'bindings', 'js', 'test', 'python_tls_server.py');
   return startServing(venvPython(), [script, ...args], {
     ...process.env,

@@ -43,8 +43,8 @@ import {
   type Server,
   type TlsClientOptions,
 } from '../src/node/index.js';
-import { callbacks, EventInbox, SCRIPT_CHECKS, script, service } from './interop.js';
-import { CLIENT_NAME, makePki, runRustClient, servePython, serveRust, type Pki, type ServingPeer } from './tls-support.js';
+import { callbacks, EventInbox, SCRIPT_CHECKS, script, servePeer, service, type PeerServer } from './interop.js';
+import { CLIENT_NAME, makePki, runRustClient, servePython, type Pki } from './tls-support.js';
 
 const TOKEN = 'interop-token-5f1b0c9e7d2a4b38';
 const dec = new TextDecoder();
@@ -75,10 +75,10 @@ async function runScript(url: string, tls: TlsClientOptions): Promise<Connection
 }
 
 describe('TypeScript client -> Rust interop-peer over TLS', { timeout: 180_000 }, () => {
-  let peer: ServingPeer;
+  let peer: PeerServer;
 
   before(async () => {
-    peer = await serveRust(['--cert', pki.serverCert, '--key', pki.serverKey, 'tls://127.0.0.1:0', 'wss://127.0.0.1:0/gw']);
+    peer = await servePeer(['--cert', pki.serverCert, '--key', pki.serverKey, 'tls://127.0.0.1:0', 'wss://127.0.0.1:0/gw']);
   });
 
   after(async () => {
@@ -128,7 +128,7 @@ describe('TypeScript client -> Rust interop-peer over TLS', { timeout: 180_000 }
 
 describe('tokens and client certificates with the Rust interop-peer', { timeout: 180_000 }, () => {
   it('a Rust server requiring a token accepts ours and refuses others with UNAUTHENTICATED', async () => {
-    const peer = await serveRust([
+    const peer = await servePeer([
       '--cert', pki.serverCert, '--key', pki.serverKey, '--token', TOKEN, 'tls://127.0.0.1:0', 'wss://127.0.0.1:0/gw',
     ]);
     try {
@@ -151,7 +151,7 @@ describe('tokens and client certificates with the Rust interop-peer', { timeout:
   });
 
   it('a Rust server requiring client certificates accepts ours and refuses others', async () => {
-    const peer = await serveRust([
+    const peer = await servePeer([
       '--cert', pki.serverCert, '--key', pki.serverKey, '--client-ca', pki.ca, 'tls://127.0.0.1:0', 'wss://127.0.0.1:0/gw',
     ]);
     try {
@@ -263,7 +263,7 @@ describe('Rust interop-peer client -> TypeScript TLS server', { timeout: 180_000
 });
 
 describe('TypeScript client -> Python TLS server', { timeout: 180_000 }, () => {
-  let python: ServingPeer;
+  let python: PeerServer;
 
   before(async () => {
     python = await servePython([pki.serverCert, pki.serverKey, '--token', TOKEN, 'tls://127.0.0.1:0', 'wss://127.0.0.1:0/gw']);

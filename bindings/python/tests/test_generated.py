@@ -25,14 +25,9 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import queue
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
-import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,112 +77,25 @@ from gatewire.control import MethodKind, ServiceList
 from gatewire.services import LIST_SERVICES
 
 from .aio_support import TRANSPORTS, private_dir, run, url_for
+from .rust_peers import PACKAGE_DIR, REPO, RustServer, rust_binary, serving
 
-REPO = Path(__file__).resolve().parents[3]
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-STARTUP = 120.0
-"""Seconds the peer may take to print its endpoints."""
 NO_CHART = 0x8001
 """The example services' application error for an unknown chart."""
 
 # ----- the Rust reference server ---------------------------------------------------------
 
 
-def _peer_path() -> Path:
-    configured = os.environ.get("GATEWIRE_EXAMPLE_PEER")
-    if configured:
-        path = Path(configured)
-        return path if path.is_absolute() else PACKAGE_DIR / path
-    return REPO / "target" / "debug" / "example-peer"
-
-
 @pytest.fixture(scope="session")
 def example_peer() -> Path:
     """The reference server's binary, built if missing."""
-    path = _peer_path()
-    if not path.exists():
-        cargo = shutil.which("cargo")
-        if cargo is None or not (REPO / "Cargo.toml").exists():
-            pytest.skip(f"{path} is not built and cargo is not available")
-        subprocess.run(
-            [cargo, "build", "--locked", "--quiet", "-p", "gatewire-example-schemas"],
-            cwd=REPO,
-            check=True,
-            timeout=1800,
-        )
-    assert path.exists(), path
-    return path
-
-
-@dataclasses.dataclass
-class RustPeer:
-    """``example-peer serve`` on tcp, unix and ws."""
-
-    urls: dict[str, str]
-    """The URL of each transport."""
-    lines: queue.Queue[str]
-    """What it printed after its endpoints (``drive Left 0.5`` per Drive
-    event)."""
-
-    def expect_line(self, want: str, timeout: float = 10.0) -> None:
-        """Waits for the peer to print ``want``."""
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"example-peer never printed {want!r}") from None
-            if line == want:
-                return
+    return rust_binary("GATEWIRE_EXAMPLE_PEER", "example-peer", "gatewire-example-schemas")
 
 
 @pytest.fixture(scope="module")
-def rust_peer(example_peer: Path) -> Iterator[RustPeer]:
-    directory = Path(tempfile.gettempdir()) / f"gw-gen-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    directory.mkdir(mode=0o700)
-    proc = subprocess.Popen(
-        [
-            str(example_peer),
-            "serve",
-            "tcp://127.0.0.1:0",
-            f"unix://{directory}/s.sock",
-            "ws://127.0.0.1:0/gw",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.put(raw.decode().strip())
-
-    threading.Thread(target=reader, daemon=True).start()
-    try:
-        urls: dict[str, str] = {}
-        for _ in TRANSPORTS:
-            try:
-                line = lines.get(timeout=STARTUP)
-            except queue.Empty:
-                raise AssertionError("example-peer did not print its endpoints in time") from None
-            assert line.startswith("listening "), line
-            url = line.split(" ", 1)[1]
-            urls[url.split("://", 1)[0]] = url
-        assert sorted(urls) == sorted(TRANSPORTS), urls
-        yield RustPeer(urls, lines)
-    finally:
-        # Closing stdin stops the peer; it must exit cleanly.
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-        assert code == 0, f"example-peer serve exited with {code}"
+def rust_peer(example_peer: Path) -> Iterator[RustServer]:
+    """``example-peer serve``; it prints ``drive Left 0.5`` per Drive event."""
+    with serving(example_peer) as server:
+        yield server
 
 
 # ----- Python implementations of the example services ------------------------------------
@@ -389,7 +297,7 @@ async def exercise_gateway(gateway: GatewayClient) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_every_call_kind_against_rust(rust_peer: RustPeer, transport: str) -> None:
+def test_every_call_kind_against_rust(rust_peer: RustServer, transport: str) -> None:
     async def main() -> None:
         conn = await gw.connect(
             rust_peer.urls[transport],
@@ -408,7 +316,7 @@ def test_every_call_kind_against_rust(rust_peer: RustPeer, transport: str) -> No
     run(main(), timeout=90)
 
 
-def test_descriptors_equal_the_rust_ones(rust_peer: RustPeer) -> None:
+def test_descriptors_equal_the_rust_ones(rust_peer: RustServer) -> None:
     async def main() -> None:
         async with await gw.connect(rust_peer.urls["tcp"]) as conn:
             reply = await conn.call(LIST_SERVICES, b"")
@@ -418,7 +326,7 @@ def test_descriptors_equal_the_rust_ones(rust_peer: RustPeer) -> None:
     run(main())
 
 
-def test_a_schema_mismatch_is_refused_at_connect(rust_peer: RustPeer) -> None:
+def test_a_schema_mismatch_is_refused_at_connect(rust_peer: RustServer) -> None:
     base = ChartService.descriptor()
     snapshot = next(m for m in base.methods if m.id == ChartService.SNAPSHOT)
     methods = tuple(
@@ -442,7 +350,7 @@ def test_a_schema_mismatch_is_refused_at_connect(rust_peer: RustPeer) -> None:
     run(main())
 
 
-def test_sync_client_against_rust(rust_peer: RustPeer) -> None:
+def test_sync_client_against_rust(rust_peer: RustServer) -> None:
     with gws.connect(rust_peer.urls["unix"], uses=[ChartService.descriptor()]) as conn:
         charts = ChartSyncClient(conn)
         chart = charts.create(CreateChartT(key="sync")).id
@@ -455,7 +363,7 @@ def test_sync_client_against_rust(rust_peer: RustPeer) -> None:
         assert e.value.code == NO_CHART
 
 
-def test_a_bad_payload_to_rust_is_invalid_argument(rust_peer: RustPeer) -> None:
+def test_a_bad_payload_to_rust_is_invalid_argument(rust_peer: RustServer) -> None:
     async def main() -> None:
         async with await gw.connect(rust_peer.urls["tcp"]) as conn:
             with pytest.raises(gw.RemoteError) as e:

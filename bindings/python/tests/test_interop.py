@@ -15,15 +15,11 @@ gatewire-interop``, and the tests are skipped if cargo is not available.
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,96 +30,20 @@ from gatewire import Codec, ErrorCode, Message, interop
 from gatewire import sync as gws
 
 from .aio_support import TRANSPORTS, private_dir, run, url_for
-
-REPO = Path(__file__).resolve().parents[3]
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-STARTUP = 60.0
-"""Seconds the peer may take to print its endpoints."""
-
-
-def _peer_path() -> Path:
-    configured = os.environ.get("GATEWIRE_INTEROP_PEER")
-    if configured:
-        path = Path(configured)
-        return path if path.is_absolute() else PACKAGE_DIR / path
-    return REPO / "target" / "debug" / "interop-peer"
+from .rust_peers import rust_binary, serving
 
 
 @pytest.fixture(scope="session")
 def interop_peer() -> Path:
     """The reference peer's binary, built if missing."""
-    path = _peer_path()
-    if not path.exists():
-        cargo = shutil.which("cargo")
-        if cargo is None or not (REPO / "Cargo.toml").exists():
-            pytest.skip(f"{path} is not built and cargo is not available")
-        subprocess.run(
-            [cargo, "build", "--locked", "--quiet", "-p", "gatewire-interop"],
-            cwd=REPO,
-            check=True,
-            timeout=1800,
-        )
-    assert path.exists(), path
-    return path
-
-
-def _read_lines(stream: object, n: int, timeout: float) -> list[str]:
-    """``n`` lines from a child's stdout, failing after ``timeout``."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def reader() -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            lines.put(line.decode() if isinstance(line, bytes) else str(line))
-            if lines.qsize() >= n:
-                return
-
-    threading.Thread(target=reader, daemon=True).start()
-    try:
-        return [lines.get(timeout=timeout) for _ in range(n)]
-    except queue.Empty:
-        raise AssertionError("the interop peer did not print its endpoints in time") from None
+    return rust_binary("GATEWIRE_INTEROP_PEER", "interop-peer", "gatewire-interop")
 
 
 @pytest.fixture(scope="module")
 def rust_server(interop_peer: Path) -> Iterator[dict[str, str]]:
     """``interop-peer serve`` on tcp, unix and ws; the URLs by scheme."""
-    directory = Path(tempfile.gettempdir()) / f"gatewire-py-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    sock = directory / "s.sock"
-    proc = subprocess.Popen(
-        [
-            str(interop_peer),
-            "serve",
-            "tcp://127.0.0.1:0",
-            f"unix://{sock}",
-            "ws://127.0.0.1:0/gw",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        lines = _read_lines(proc.stdout, 3, STARTUP)
-        urls = {}
-        for line in lines:
-            assert line.startswith("listening "), line
-            url = line.split(" ", 1)[1].strip()
-            urls[url.split("://", 1)[0]] = url
-        assert sorted(urls) == sorted(TRANSPORTS), urls
-        yield urls
-    finally:
-        # Closing stdin stops the peer; it must exit cleanly.
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            if proc.stdout is not None:
-                proc.stdout.close()
-            shutil.rmtree(directory, ignore_errors=True)
-        assert code == 0, f"interop-peer serve exited with {code}"
+    with serving(interop_peer) as server:
+        yield server.urls
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -27,7 +27,8 @@ import gatewire.aio as gw
 from gatewire import ErrorCode, Message, interop
 
 from .aio_support import run
-from .test_interop import STARTUP, interop_peer  # noqa: F401 - the fixture
+from .rust_peers import STARTUP
+from .test_interop import interop_peer  # noqa: F401 - the fixture
 from .tls_support import CLIENT_NAME, Pki, make_pki
 
 TOKEN = "interop-token-5f1b0c9e7d2a4b38"
