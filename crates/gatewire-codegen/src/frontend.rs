@@ -198,16 +198,6 @@ pub fn from_bfbs(file: &str, bytes: &[u8]) -> Result<Schema, Error> {
     }
     let mut enum_map = BTreeMap::new();
     for e in &enums {
-        let union_members = if e.is_union() {
-            e.values()
-                .iter()
-                .filter_map(|v| {
-                    v.union_type().filter(|t| t.base_type() == BaseType::Obj).and_then(|t| obj_name(t.index()))
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
         let values = e
             .values()
             .iter()
@@ -221,7 +211,7 @@ pub fn from_bfbs(file: &str, bytes: &[u8]) -> Result<Schema, Error> {
                 },
             })
             .collect();
-        enum_map.insert(e.name().to_owned(), Enum { name: Name::parse(e.name()), union_members, values });
+        enum_map.insert(e.name().to_owned(), Enum { name: Name::parse(e.name()), values });
     }
 
     let mut services = Vec::new();
@@ -316,7 +306,7 @@ pub(crate) fn reachable(
             }
             match t {
                 Type::Table(n) | Type::Struct(n) => todo.push(n.clone()),
-                Type::Union(n) => todo.extend(enums.get(n).map(|e| e.union_members.clone()).unwrap_or_default()),
+                Type::Union(n) => todo.extend(enums.get(n).map(Enum::union_members).unwrap_or_default()),
                 _ => {}
             }
         }

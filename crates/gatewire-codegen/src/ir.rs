@@ -229,10 +229,15 @@ impl Type {
 pub struct Enum {
     /// Its name.
     pub name: Name,
-    /// A union: the tables its values name.
-    pub union_members: Vec<String>,
     /// Every value in declaration order, `NONE` included for a union.
     pub values: Vec<EnumValue>,
+}
+
+impl Enum {
+    /// A union: the tables its values name, in declaration order.
+    pub fn union_members(&self) -> Vec<String> {
+        self.values.iter().filter_map(|v| v.table.clone()).collect()
+    }
 }
 
 /// One value of an enum or union.
@@ -244,4 +249,67 @@ pub struct EnumValue {
     pub value: i64,
     /// For a union: the table this value carries (`None` for `NONE`).
     pub table: Option<String>,
+}
+
+/// The size in bytes of a scalar, by canonical name.
+pub fn scalar_size(s: &str) -> u32 {
+    match s {
+        "bool" | "int8" | "uint8" => 1,
+        "int16" | "uint16" => 2,
+        "int32" | "uint32" | "float32" => 4,
+        _ => 8,
+    }
+}
+
+/// How the verifiers of received tables (Python's and TypeScript's
+/// `codegen` modules) check one field slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// A scalar of this many bytes.
+    Scalar(u32),
+    /// A string.
+    String,
+    /// A struct of this many bytes.
+    Struct(u32),
+    /// A table, by name.
+    Table(String),
+    /// A union: (value, table) of each member.
+    Union(Vec<(i64, String)>),
+    /// A vector of this scalar (canonical name) and size.
+    Vector(&'static str, u32),
+    /// A vector of strings.
+    VectorString,
+    /// A vector of structs of this many bytes.
+    VectorStruct(u32),
+    /// A vector of tables, by name.
+    VectorTable(String),
+}
+
+impl Schema {
+    /// How a verifier checks `field`; `None` for what is not checked on its
+    /// own: a union's type field (checked with its value), 64-bit vectors,
+    /// arrays and vectors of unions.
+    pub fn check(&self, field: &Field) -> Option<Check> {
+        let struct_size = |n: &str| self.objects.get(n).map_or(0, |o| o.bytesize);
+        Some(match &field.ty {
+            Type::Scalar(s) => Check::Scalar(scalar_size(s)),
+            Type::String => Check::String,
+            Type::Struct(n) => Check::Struct(struct_size(n)),
+            Type::Table(n) => Check::Table(n.clone()),
+            Type::Union(n) => Check::Union(
+                self.enums
+                    .get(n)
+                    .map(|e| e.values.iter().filter_map(|v| v.table.clone().map(|t| (v.value, t))).collect())
+                    .unwrap_or_default(),
+            ),
+            Type::Vector(inner) => match &**inner {
+                Type::Scalar(s) => Check::Vector(s, scalar_size(s)),
+                Type::String => Check::VectorString,
+                Type::Struct(n) => Check::VectorStruct(struct_size(n)),
+                Type::Table(n) => Check::VectorTable(n.clone()),
+                _ => return None,
+            },
+            Type::UnionType(_) | Type::Vector64(_) | Type::Array(..) => return None,
+        })
+    }
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::frontend::{run_flatc, scratch_dir};
-use crate::ir::{Enum, Field, Kind, Method, Name, Object, Schema, Service, Type};
+use crate::ir::{Check, Enum, Field, Kind, Method, Name, Object, Schema, Service, Type};
 
 /// Writes flatc's modules, their stubs and `<stem>_gatewire.py` into `out`.
 pub fn generate(
@@ -215,15 +215,6 @@ fn dtype_code(s: &str) -> &'static str {
     }
 }
 
-pub(crate) fn scalar_size(s: &str) -> u32 {
-    match s {
-        "bool" | "int8" | "uint8" => 1,
-        "int16" | "uint16" => 2,
-        "int32" | "uint32" | "float32" => 4,
-        _ => 8,
-    }
-}
-
 // ----- stubs ------------------------------------------------------------------------------------
 
 /// Renders type expressions for one stub module. Every module and builtin
@@ -315,7 +306,7 @@ impl<'a> Stub<'a> {
     }
 
     fn union_members(&self, union: &str) -> Vec<String> {
-        self.ir.enums.get(union).map(|e| e.values.iter().filter_map(|v| v.table.clone()).collect()).unwrap_or_default()
+        self.ir.enums.get(union).map(Enum::union_members).unwrap_or_default()
     }
 
     /// The imports, for the top of the stub.
@@ -530,7 +521,7 @@ fn enum_stub(ir: &Schema, e: &Enum) -> String {
     if e.values.is_empty() {
         body.push_str("    pass\n");
     }
-    let members: Vec<String> = e.values.iter().filter_map(|v| v.table.clone()).collect();
+    let members = e.union_members();
     if !members.is_empty() {
         let mut types: Vec<String> = members.iter().map(|m| st.class(m, "T")).collect();
         types.push("None".into());
@@ -714,40 +705,25 @@ fn table_var(full: &str) -> String {
 fn layout(ir: &Schema, o: &Object) -> Vec<String> {
     let mut out = Vec::new();
     for f in o.fields.iter().filter(|f| !f.deprecated) {
+        let Some(check) = ir.check(f) else { continue };
         let req = if f.required { ", required=True" } else { "" };
         let attr = attr_name(&f.name);
-        let struct_size = |n: &str| ir.objects.get(n).map_or(0, |o| o.bytesize);
-        let spec = match &f.ty {
-            Type::Scalar(s) => format!("_gc.SCALAR, {}{req}", scalar_size(s)),
-            // Checked with its union's value.
-            Type::UnionType(_) => continue,
-            Type::String => format!("_gc.STRING{req}"),
-            Type::Struct(n) => format!("_gc.STRUCT, {}{req}", struct_size(n)),
-            Type::Table(n) => format!("_gc.TABLE, table=\"{n}\"{req}, attr=\"{attr}\""),
-            Type::Union(n) => {
-                let members: Vec<String> = ir
-                    .enums
-                    .get(n)
-                    .map(|e| {
-                        e.values
-                            .iter()
-                            .filter_map(|v| v.table.as_ref().map(|t| format!("({}, \"{t}\")", v.value)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+        let spec = match check {
+            Check::Scalar(size) => format!("_gc.SCALAR, {size}{req}"),
+            Check::String => format!("_gc.STRING{req}"),
+            Check::Struct(size) => format!("_gc.STRUCT, {size}{req}"),
+            Check::Table(n) => format!("_gc.TABLE, table=\"{n}\"{req}, attr=\"{attr}\""),
+            Check::Union(members) => {
+                let members: Vec<String> = members.iter().map(|(v, t)| format!("({v}, \"{t}\")")).collect();
                 let comma = if members.len() == 1 { "," } else { "" };
                 format!("_gc.UNION{req}, attr=\"{attr}\", union=({}{comma})", members.join(", "))
             }
-            Type::Vector(inner) => match &**inner {
-                Type::Scalar(s) => {
-                    format!("_gc.VECTOR, {}{req}, attr=\"{attr}\", dtype=\"{}\"", scalar_size(s), dtype_code(s))
-                }
-                Type::String => format!("_gc.VECTOR_STRING{req}"),
-                Type::Struct(n) => format!("_gc.VECTOR_STRUCT, {}{req}", struct_size(n)),
-                Type::Table(n) => format!("_gc.VECTOR_TABLE, table=\"{n}\"{req}, attr=\"{attr}\""),
-                _ => continue,
-            },
-            Type::Vector64(_) | Type::Array(..) => continue,
+            Check::Vector(s, size) => {
+                format!("_gc.VECTOR, {size}{req}, attr=\"{attr}\", dtype=\"{}\"", dtype_code(s))
+            }
+            Check::VectorString => format!("_gc.VECTOR_STRING{req}"),
+            Check::VectorStruct(size) => format!("_gc.VECTOR_STRUCT, {size}{req}"),
+            Check::VectorTable(n) => format!("_gc.VECTOR_TABLE, table=\"{n}\"{req}, attr=\"{attr}\""),
         };
         out.push(format!("_gc.Field({}, {spec})", f.id));
     }

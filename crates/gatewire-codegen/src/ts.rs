@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::frontend::{run_flatc, scratch_dir};
-use crate::ir::{Kind, Method, Name, Object, Schema, Service, Type};
-use crate::python::{camel_to_snake, module_stem, scalar_size};
+use crate::ir::{Check, Kind, Method, Name, Object, Schema, Service};
+use crate::python::{camel_to_snake, module_stem};
 
 /// Writes flatc's modules and `<stem>_gatewire.ts` into `out`.
 pub fn generate(
@@ -131,36 +131,21 @@ fn doc(out: &mut String, indent: &str, lines: &[String], tail: &str) {
 fn layout(ir: &Schema, o: &Object) -> Vec<String> {
     let mut out = Vec::new();
     for f in o.fields.iter().filter(|f| !f.deprecated) {
+        let Some(check) = ir.check(f) else { continue };
         let req = if f.required { ", required: true" } else { "" };
-        let struct_size = |n: &str| ir.objects.get(n).map_or(0, |o| o.bytesize);
-        let spec = match &f.ty {
-            Type::Scalar(s) => format!("kind: gc.SCALAR, size: {}{req}", scalar_size(s)),
-            // Checked with its union's value.
-            Type::UnionType(_) => continue,
-            Type::String => format!("kind: gc.STRING{req}"),
-            Type::Struct(n) => format!("kind: gc.STRUCT, size: {}{req}", struct_size(n)),
-            Type::Table(n) => format!("kind: gc.TABLE, table: '{n}'{req}"),
-            Type::Union(n) => {
-                let members: Vec<String> = ir
-                    .enums
-                    .get(n)
-                    .map(|e| {
-                        e.values
-                            .iter()
-                            .filter_map(|v| v.table.as_ref().map(|t| format!("[{}, '{t}']", v.value)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+        let spec = match check {
+            Check::Scalar(size) => format!("kind: gc.SCALAR, size: {size}{req}"),
+            Check::String => format!("kind: gc.STRING{req}"),
+            Check::Struct(size) => format!("kind: gc.STRUCT, size: {size}{req}"),
+            Check::Table(n) => format!("kind: gc.TABLE, table: '{n}'{req}"),
+            Check::Union(members) => {
+                let members: Vec<String> = members.iter().map(|(v, t)| format!("[{v}, '{t}']")).collect();
                 format!("kind: gc.UNION{req}, union: [{}]", members.join(", "))
             }
-            Type::Vector(inner) => match &**inner {
-                Type::Scalar(s) => format!("kind: gc.VECTOR, size: {}{req}", scalar_size(s)),
-                Type::String => format!("kind: gc.VECTOR_STRING{req}"),
-                Type::Struct(n) => format!("kind: gc.VECTOR_STRUCT, size: {}{req}", struct_size(n)),
-                Type::Table(n) => format!("kind: gc.VECTOR_TABLE, table: '{n}'{req}"),
-                _ => continue,
-            },
-            Type::Vector64(_) | Type::Array(..) => continue,
+            Check::Vector(_, size) => format!("kind: gc.VECTOR, size: {size}{req}"),
+            Check::VectorString => format!("kind: gc.VECTOR_STRING{req}"),
+            Check::VectorStruct(size) => format!("kind: gc.VECTOR_STRUCT, size: {size}{req}"),
+            Check::VectorTable(n) => format!("kind: gc.VECTOR_TABLE, table: '{n}'{req}"),
         };
         out.push(format!("{{ slot: {}, {spec} }}", f.id));
     }
