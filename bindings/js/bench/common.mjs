@@ -5,7 +5,7 @@
  * Raised limits of both ends for bulk uploads: the message limit and the
  * connection credit (which must hold a whole message until it is
  * delivered) from 1 MiB and 4 MiB to 16 MiB, for the upload as a single
- * message; and the stream credit from 256 KiB to 4 MiB, for the upload as a
+ * message; and the stream credit from 1 MiB to 4 MiB, for the upload as a
  * stream of 1 MiB messages with fewer credit round trips.
  */
 export const BULK_LIMITS = { maxMessage: 16 << 20, connectionCredit: 16 << 20, initialStreamCredit: 4 << 20 };

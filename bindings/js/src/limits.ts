@@ -45,7 +45,7 @@ export interface Limits {
   maxInFlight: number;
   /**
    * Initial credit of each stream we receive on, in bytes, advertised.
-   * Default 256 KiB; at least 1 KiB. Data beyond it is ERROR(FLOW_CONTROL) on the stream.
+   * Default 1 MiB; at least 1 KiB. Data beyond it is ERROR(FLOW_CONTROL) on the stream.
    */
   initialStreamCredit: number;
   /**
@@ -125,7 +125,7 @@ export function defaultLimits(): Limits {
     maxFrame: 1 << 20,
     maxMessage: 1 << 20,
     maxInFlight: 100,
-    initialStreamCredit: 256 * 1024,
+    initialStreamCredit: 1 << 20,
     connectionCredit: 4 << 20,
     maxHandshake: 16 * 1024,
     sendFragment: 64 * 1024,

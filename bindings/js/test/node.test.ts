@@ -32,6 +32,9 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** The slow consumer's stream credit: four of the producer's messages. */
+const CONSUMER_CREDIT = 256 * 1024;
+
 describe('driver against itself over Node transports', { timeout: 120_000 }, () => {
   let server: Server;
   let sockets: { dir: string; cleanup: () => void };
@@ -41,7 +44,7 @@ describe('driver against itself over Node transports', { timeout: 120_000 }, () 
   before(async () => {
     sockets = socketDir();
     const router = service().stream(30, async (_ctx, first, _rx, tx) => {
-      // 64 KiB messages; the consumer's credit (256 KiB) bounds how far ahead we get.
+      // 64 KiB messages; the consumer's credit (CONSUMER_CREDIT) bounds how far ahead we get.
       const n = u32Of(first);
       for (let i = 0; i < n; i++) {
         await tx.send(new Uint8Array(64 * 1024).fill(i & 0xff));
@@ -75,7 +78,7 @@ describe('driver against itself over Node transports', { timeout: 120_000 }, () 
     });
 
     it(`streams 8 MiB to a slow consumer within its credit over ${scheme}`, async () => {
-      const conn = await connect(server.endpoints[i] as string);
+      const conn = await connect(server.endpoints[i] as string, { limits: { initialStreamCredit: CONSUMER_CREDIT } });
       inFlight = 0;
       maxInFlight = 0;
       const rx = await conn.serverStream(30, u32le(128));

@@ -30,7 +30,8 @@ GW_POINTS_METHOD = 10
 
 GW_CHUNK = 256 * 1024
 """Bytes per stream message with default limits: a quarter of the default
-1 MiB message limit, and the receiver's default stream credit."""
+message limit and of the receiver's default stream credit (1 MiB each), so
+the sender fills the window while the receiver consumes it."""
 
 GW_BIG_CHUNK = 1 << 20
 """Bytes per stream message when the receiver raised its stream credit to

@@ -419,10 +419,10 @@ def _forever_router(size: int, cancelled: asyncio.Event) -> gw.Router:
 def test_stream_cancelled_by_consumer(transport: str) -> None:
     async def main() -> None:
         cancelled = asyncio.Event()
-        # 1 KiB messages, uncompressed: the 256 KiB of credit in flight when
-        # the consumer cancels is 256 frames, within the stray-frame budget
-        # (see test_aio_hostile.py for tiny messages; compression makes
-        # messages tiny on the wire too).
+        # 1 KiB messages, uncompressed: the credit in flight when the
+        # consumer cancels is up to a thousand frames, dropped without charge
+        # because the consumer ended the stream (see test_aio_hostile.py for
+        # tiny messages; compression makes messages tiny on the wire too).
         async with pair(
             transport, _forever_router(1024, cancelled), server_options={"compression": False}
         ) as (client, server_side, _):

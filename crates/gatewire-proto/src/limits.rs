@@ -25,7 +25,7 @@ pub struct Limits {
     /// excess is refused with ERROR(REFUSED), never queued.
     pub max_in_flight: u32,
     /// Initial credit of each stream we receive on, in bytes, advertised.
-    /// Default 256 KiB. Data beyond it is ERROR(FLOW_CONTROL) on the stream.
+    /// Default 1 MiB. Data beyond it is ERROR(FLOW_CONTROL) on the stream.
     pub initial_stream_credit: u32,
     /// Connection credit, in bytes, advertised: message bytes the peer may
     /// send that we have not yet delivered. Default 4 MiB. Data beyond it is
@@ -78,7 +78,7 @@ impl Default for Limits {
             max_frame: 1 << 20,
             max_message: 1 << 20,
             max_in_flight: 100,
-            initial_stream_credit: 256 * 1024,
+            initial_stream_credit: 1 << 20,
             connection_credit: 4 << 20,
             max_handshake: 16 * 1024,
             send_fragment: 64 * 1024,

@@ -122,7 +122,7 @@ impl Builder {
         self
     }
 
-    /// Initial credit of each stream we receive on (default 256 KiB).
+    /// Initial credit of each stream we receive on (default 1 MiB).
     #[must_use]
     pub fn stream_credit(mut self, bytes: u32) -> Self {
         self.config.limits.initial_stream_credit = bytes;

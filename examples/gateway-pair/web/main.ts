@@ -386,15 +386,17 @@ async function script(desktop: Desktop, gateway: string | undefined, connectMs: 
 // ----- start ------------------------------------------------------------------------------
 
 /**
- * The receive window: `?credit=KiB` sets each stream's credit (the
- * protocol's default is 256 KiB). Whatever a window lets the gateway send
- * ahead sits in the socket buffers in front of the next small call (the
- * gateway's core already lets it overtake its own queue), so a larger
- * window delays the probes behind a bulk transfer; it speeds the transfer
- * up only when the path, not this page, is slow.
+ * The receive window: each stream's credit, 256 KiB unless `?credit=KiB`
+ * sets it (the protocol's default is 1 MiB). Whatever a window lets the
+ * gateway send ahead sits in the socket buffers in front of the next small
+ * call (the gateway's core already lets it overtake its own queue), so the
+ * probes behind a bulk transfer wait about window / consumption rate. This
+ * page consumes a few tens of MB/s, so it keeps a quarter of the default; a
+ * larger window speeds the transfer up only when the path, not this page,
+ * is slow.
  */
 function receiveWindow(params: URLSearchParams): Partial<Limits> {
-  const kib = Number(params.get('credit') ?? NaN);
+  const kib = Number(params.get('credit') ?? 256);
   if (!Number.isInteger(kib) || kib < 1 || kib > 1 << 20) {
     return {};
   }

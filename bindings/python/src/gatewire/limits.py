@@ -48,9 +48,9 @@ class Limits:
     """Calls and streams the peer may have open towards us at once (counting
     handlers still running after a cancel), advertised. Default 100. The
     excess is refused with ERROR(REFUSED), never queued."""
-    initial_stream_credit: int = 256 * 1024
+    initial_stream_credit: int = 1 << 20
     """Initial credit of each stream we receive on, in bytes, advertised.
-    Default 256 KiB; 1 KiB..=2^31 - 1. Data beyond it is ERROR(FLOW_CONTROL)
+    Default 1 MiB; 1 KiB..=2^31 - 1. Data beyond it is ERROR(FLOW_CONTROL)
     on the stream."""
     connection_credit: int = 4 << 20
     """Connection credit, in bytes, advertised: message bytes the peer may

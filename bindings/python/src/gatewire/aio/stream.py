@@ -3,7 +3,7 @@ directions. Mirrors ``gatewire::stream``.
 
 A :class:`RecvStream` returns credit to the peer as the application takes
 each message, so a slow consumer slows its producer instead of growing
-memory: at most the stream's credit (``initial_stream_credit``, 256 KiB by
+memory: at most the stream's credit (``initial_stream_credit``, 1 MiB by
 default) is ever buffered for it. A :class:`SendStream` waits while the
 peer's credit is spent.
 """
