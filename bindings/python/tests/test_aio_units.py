@@ -15,7 +15,7 @@ import pytest
 import gatewire.aio as gw
 from gatewire import Codec, ErrorCode, Limits, Message
 from gatewire.aio import _compress
-from gatewire.aio._transport import StreamTransport
+from gatewire.aio._transport import StreamTransport, WsTransport
 from gatewire.aio.endpoint import Endpoint, EndpointError
 from gatewire.aio.options import Options
 
@@ -395,5 +395,90 @@ def test_a_pause_asked_while_taking_early_input_holds() -> None:
         assert not socket_.reading
         stream.resume_reading()
         assert socket_.reading
+
+    run(main())
+
+
+class _FakeWsTransport:
+    def __init__(self, ws: _FakeWebSocket) -> None:
+        self._ws = ws
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def abort(self) -> None:
+        self._ws.closed = True
+        self._ws.changed.set()
+
+
+class _FakeWebSocket:
+    """What a WebSocket transport uses of a ``websockets`` connection when
+    reading: ``recv`` takes the messages already received without waiting
+    (as websockets does), then waits, or raises once the connection is
+    aborted."""
+
+    def __init__(self, messages: list[bytes]) -> None:
+        self.messages = list(messages)
+        self.closed = False
+        self.changed = asyncio.Event()
+        self.transport = _FakeWsTransport(self)
+
+    async def recv(self) -> bytes:
+        from websockets.exceptions import ConnectionClosedError  # noqa: PLC0415
+
+        while not self.messages:
+            if self.closed:
+                raise ConnectionClosedError(None, None)
+            self.changed.clear()
+            await self.changed.wait()
+        return self.messages.pop(0)
+
+
+def test_a_websocket_pause_asked_while_taking_a_message_holds_the_next() -> None:
+    async def main() -> None:
+        ws = _FakeWebSocket([b"1", b"2", b"3"])
+        transport = WsTransport(ws, "ws://fake")
+        got: list[bytes] = []
+
+        def received(message: bytes) -> None:
+            got.append(message)
+            if message == b"1":
+                # The core holds all it may after the first message.
+                transport.pause_reading()
+
+        transport.start(received, lambda _error: None)
+        # One turn of the reader: without the pause it would take all three
+        # messages in it, since none of them has to be waited for.
+        await asyncio.sleep(0)
+        assert got == [b"1"]
+        assert ws.messages == [b"2", b"3"]
+        transport.resume_reading()
+        await until(lambda: got == [b"1", b"2", b"3"], "the rest delivered after resuming")
+
+    run(main())
+
+
+def test_aborting_a_paused_websocket_reports_its_end() -> None:
+    async def main() -> None:
+        ws = _FakeWebSocket([b"1", b"2"])
+        transport = WsTransport(ws, "ws://fake")
+        got: list[bytes] = []
+        ended: list[gw.RpcError | None] = []
+
+        def received(message: bytes) -> None:
+            got.append(message)
+            transport.pause_reading()
+
+        transport.start(received, ended.append)
+        await asyncio.sleep(0)
+        assert got == [b"1"]
+        # Paused, and the connection goes: the reader must still see the end
+        # rather than wait for a resume that never comes.
+        transport.abort()
+        await until(lambda: bool(ended), "the end reported")
+        assert len(ended) == 1
+        error = ended[0]
+        assert isinstance(error, gw.RpcError)
+        assert error.code == ErrorCode.UNAVAILABLE
 
     run(main())

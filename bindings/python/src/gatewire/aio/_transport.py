@@ -422,6 +422,7 @@ class WsTransport(Transport):
         self._reading: asyncio.Task[None] | None = None
         self._may_read = asyncio.Event()
         self._may_read.set()
+        self._aborted = False
         # Batched writes use the connection's sans-I/O protocol object
         # (websockets 16's asyncio API); without it every frame goes
         # through ``send``.
@@ -435,7 +436,9 @@ class WsTransport(Transport):
         )
 
     def pause_reading(self) -> None:
-        self._may_read.clear()
+        # Once aborted, the reader runs until it sees the end.
+        if not self._aborted:
+            self._may_read.clear()
 
     def resume_reading(self) -> None:
         self._may_read.set()
@@ -535,7 +538,8 @@ class WsTransport(Transport):
 
     def abort(self) -> None:
         # The reader sees the connection closed and reports it (even when
-        # reading was paused).
+        # reading was paused, or is asked to pause by what it still takes).
+        self._aborted = True
         self._may_read.set()
         transport = getattr(self._ws, "transport", None)
         if transport is not None:
