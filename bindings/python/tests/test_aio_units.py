@@ -1,6 +1,6 @@
 """Unit tests of the runtime's pieces: endpoint URLs, options,
-decompression bounds (hostile input E1) and safe Unix-socket binding
-(hostile inputs I1 and I3)."""
+decompression bounds (hostile input E1), safe Unix-socket binding
+(hostile inputs I1 and I3), and how the transports pause and end reading."""
 
 from __future__ import annotations
 
