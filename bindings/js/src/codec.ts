@@ -341,9 +341,9 @@ export class ReadBuffer {
   }
 
   /**
-   * The first `n` bytes (at most {@link KEEP_MIN}), not consumed, for the
-   * caller to read at once: a view even of a lent array. The caller must
-   * not keep it past the next call that changes the buffer.
+   * The first `n` bytes, not consumed, for the caller to read at once: a
+   * view even of a lent array (a copy when they span arrays). The caller
+   * must not keep it past the next call that changes the buffer.
    */
   peek(n: number): Uint8Array {
     if (n > this.#length) {
