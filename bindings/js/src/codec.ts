@@ -18,6 +18,18 @@
  * whatever length a header declares, and a payload stays valid for as long
  * as the application holds it.
  *
+ * ## Lent input
+ *
+ * An array may be appended with a `release` callback: its owner (a
+ * transport reading into recycled buffers) wants the memory back. The
+ * buffer calls `release` once no unconsumed byte lies in the array and no
+ * view of it is held outside: a short array is copied and released at once;
+ * a payload or header short enough to be copied is copied; a long payload's
+ * views are lent with the frame ({@link Frame.release}) and come back when
+ * the reader releases the frame. A view handed out any other way pins the
+ * array for good: `release` is then never called and the array is left to
+ * the garbage collector. So bytes once handed out are never overwritten.
+ *
  * @module
  */
 
@@ -44,6 +56,14 @@ export interface Frame {
    * reassembly of a fragmented message) avoids that copy.
    */
   readonly parts?: readonly Uint8Array[] | undefined;
+  /**
+   * Set by {@link FrameDecoder} when the payload lies in arrays appended
+   * with a `release` callback: call it once nothing refers to `payload` or
+   * `parts` any more (their memory may then be reused). Calls after the
+   * first do nothing. Never calling it is always safe: the arrays are then
+   * left to the garbage collector.
+   */
+  readonly release?: (() => void) | undefined;
 }
 
 /**
@@ -134,17 +154,68 @@ const BLOCK = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 
 /**
+ * The claim of an array's owner on it: `release` runs when the last holder
+ * drops it, unless a view of it escaped (`pinned`).
+ */
+class Lease {
+  #refs = 1;
+  #pinned = false;
+  readonly #release: () => void;
+
+  constructor(release: () => void) {
+    this.#release = release;
+  }
+
+  retain(): void {
+    this.#refs += 1;
+  }
+
+  /** A view escaped: the array must never be reused. */
+  pin(): void {
+    this.#pinned = true;
+  }
+
+  drop(): void {
+    if (this.#refs <= 0) {
+      return;
+    }
+    this.#refs -= 1;
+    if (this.#refs === 0 && !this.#pinned) {
+      this.#release();
+    }
+  }
+}
+
+/** Drops each lease once, however often the returned function is called. */
+function dropAll(leases: readonly Lease[]): () => void {
+  let done = false;
+  return () => {
+    if (done) {
+      return;
+    }
+    done = true;
+    for (const l of leases) {
+      l.drop();
+    }
+  };
+}
+
+/**
  * A queue of received bytes, appended at the back and consumed at the
  * front. An appended array of {@link KEEP_MIN} bytes or more is kept, not
  * copied (do not modify it afterwards); shorter ones are copied into a
  * block the buffer owns. Bytes that lie in one array come out as zero-copy
  * views of it; bytes spanning several are copied once into a new array of
  * exactly their length. Nothing is reserved ahead of the bytes received,
- * and bytes once handed out are never overwritten.
+ * and bytes once handed out are never overwritten. An array appended with a
+ * `release` callback is lent (see the module docs): it is given back once
+ * nothing refers to it.
  */
 export class ReadBuffer {
   /** The arrays holding unconsumed bytes, from index `#head`; the first from `#offset`. */
   #chunks: Uint8Array[] = [];
+  /** The lease of each array of `#chunks` that was lent (same index), else `undefined`. */
+  #leases: (Lease | undefined)[] = [];
   #head = 0;
   #offset = 0;
   #length = 0;
@@ -167,9 +238,9 @@ export class ReadBuffer {
     return this.#length === 0;
   }
 
-  /** The unconsumed bytes, as one view (gathered into one new array first if they span several). */
+  /** The unconsumed bytes, as one view (gathered into one new array first if they span several, copied if they lie in a lent array). */
   view(): Uint8Array {
-    return this.#front(this.#length);
+    return this.#front(this.#length, true);
   }
 
   /**
@@ -178,22 +249,38 @@ export class ReadBuffer {
    */
   reserve(_additional: number): void {}
 
-  /** Appends `data`: kept by reference when it is {@link KEEP_MIN} bytes or more, else copied. */
-  append(data: Uint8Array): void {
+  /**
+   * Appends `data`: kept by reference when it is {@link KEEP_MIN} bytes or
+   * more, else copied. With `release`, `data` is lent: `release` is called
+   * once the buffer no longer refers to it and no view of it escaped (at
+   * once when it was copied), at most once; until then its owner must not
+   * modify it.
+   */
+  append(data: Uint8Array, release?: () => void): void {
     const n = data.length;
     if (n === 0) {
+      release?.();
       return;
     }
     if (this.#head > 0) {
       // Forget the arrays consumed.
       this.#chunks.splice(0, this.#head);
+      this.#leases.splice(0, this.#head);
       this.#head = 0;
     }
     this.#length += n;
     if (n >= KEEP_MIN) {
       this.#chunks.push(data);
+      this.#leases.push(release === undefined ? undefined : new Lease(release));
       return;
     }
+    this.#copyIn(data);
+    release?.();
+  }
+
+  /** Copies `data` (shorter than a block) to the end of the buffer's own block. */
+  #copyIn(data: Uint8Array): void {
+    const n = data.length;
     const last = this.#chunks.length - 1;
     const tail = this.#chunks[last];
     const block = this.#block;
@@ -206,6 +293,7 @@ export class ReadBuffer {
         this.#chunks[last] = block.subarray(used - tail.length, used + n);
       } else {
         this.#chunks.push(block.subarray(used, used + n));
+        this.#leases.push(undefined);
       }
       return;
     }
@@ -214,6 +302,7 @@ export class ReadBuffer {
     this.#block = next;
     this.#blockUsed = n;
     this.#chunks.push(next.subarray(0, n));
+    this.#leases.push(undefined);
   }
 
   /** Drops `n` bytes from the front. */
@@ -231,57 +320,124 @@ export class ReadBuffer {
         return;
       }
       left -= rest;
+      this.#leases[this.#head]?.drop();
       this.#head += 1;
       this.#offset = 0;
     }
   }
 
-  /** Removes and returns the first `n` bytes: a view when they lie in one array, else a copy. */
+  /**
+   * Removes and returns the first `n` bytes: a view when they lie in one
+   * array, else a copy. Bytes of a lent array come as a copy (in the
+   * buffer's own block when they are short), so the array can be given back.
+   */
   take(n: number): Uint8Array {
     if (n > this.#length) {
       throw new RangeError(`cannot take ${n} bytes of ${this.#length}`);
     }
-    const out = this.#front(n);
+    const out = this.#front(n, true);
     this.advance(n);
     return out;
   }
 
   /**
+   * The first `n` bytes, not consumed, for the caller to read at once: a
+   * view even of a lent array (a copy when they span arrays). The caller
+   * must not keep it past the next call that changes the buffer.
+   */
+  peek(n: number): Uint8Array {
+    if (n > this.#length) {
+      throw new RangeError(`cannot peek ${n} bytes of ${this.#length}`);
+    }
+    return this.#front(n, false);
+  }
+
+  /**
    * Removes the first `n` bytes and returns them as views of the arrays
    * holding them (one view when they lie in one array), without copying.
+   * The views keep lent arrays from ever being given back (see
+   * {@link ReadBuffer.takeLent}).
    */
   takeParts(n: number): Uint8Array[] {
+    const { parts, leases } = this.#parts(n);
+    for (const l of leases) {
+      l.pin();
+    }
+    return parts;
+  }
+
+  /**
+   * Like {@link ReadBuffer.takeParts}, with `release` to call once nothing
+   * refers to the views any more (`undefined` when no array was lent); not
+   * calling it keeps the lent arrays from being given back, which is safe.
+   */
+  takeLent(n: number): { parts: Uint8Array[]; release: (() => void) | undefined } {
+    const { parts, leases } = this.#parts(n);
+    return { parts, release: leases.length === 0 ? undefined : dropAll(leases) };
+  }
+
+  #parts(n: number): { parts: Uint8Array[]; leases: Lease[] } {
     if (n > this.#length) {
       throw new RangeError(`cannot take ${n} bytes of ${this.#length}`);
     }
     const parts: Uint8Array[] = [];
+    const leases: Lease[] = [];
     for (let i = this.#head, from = this.#offset, at = 0; at < n; i++, from = 0) {
       const c = this.#chunks[i] as Uint8Array;
       const k = Math.min(c.length - from, n - at);
       parts.push(c.subarray(from, from + k));
+      const lease = this.#leases[i];
+      if (lease !== undefined) {
+        lease.retain();
+        leases.push(lease);
+      }
       at += k;
     }
     this.advance(n);
-    return parts;
+    return { parts, leases };
   }
 
-  /** Drops every buffered byte. */
+  /** Drops every buffered byte (lent arrays are given back). */
   clear(): void {
+    const leases = this.#leases.slice(this.#head);
     this.#chunks = [];
+    this.#leases = [];
     this.#head = 0;
     this.#offset = 0;
     this.#length = 0;
+    for (const l of leases) {
+      l?.drop();
+    }
   }
 
-  /** The first `n` unconsumed bytes (`n <= length`), not consumed: a view, or a copy when they span arrays. */
-  #front(n: number): Uint8Array {
+  /**
+   * The first `n` unconsumed bytes (`n <= length`), not consumed: a view,
+   * or a copy when they span arrays. With `keep`, the caller keeps the
+   * result: bytes of a lent array are then copied.
+   */
+  #front(n: number, keep: boolean): Uint8Array {
     const start = this.#offset;
     const first = this.#chunks[this.#head];
     if (first === undefined || n === 0) {
       return EMPTY;
     }
     if (first.length - start >= n) {
-      return first.subarray(start, start + n);
+      const v = first.subarray(start, start + n);
+      if (!keep || this.#leases[this.#head] === undefined) {
+        return v;
+      }
+      if (n >= KEEP_MIN) {
+        return v.slice();
+      }
+      // A short copy goes to the buffer's own block, not to an array of its own.
+      if (this.#block.length - this.#blockUsed < n) {
+        this.#block = new Uint8Array(BLOCK);
+        this.#blockUsed = 0;
+      }
+      const at = this.#blockUsed;
+      this.#block.set(v, at);
+      this.#blockUsed = at + n;
+      return this.#block.subarray(at, at + n);
     }
     const out = new Uint8Array(n);
     let at = 0;
@@ -310,11 +466,12 @@ export function gather(parts: readonly Uint8Array[], length: number): Uint8Array
 }
 
 /** A decoded frame whose payload spans several arrays: gathered when `payload` is first read. */
-function splitFrame(header: Header, parts: Uint8Array[]): Frame {
+function splitFrame(header: Header, parts: Uint8Array[], release: (() => void) | undefined): Frame {
   let payload: Uint8Array | undefined;
   return {
     header,
     parts,
+    release,
     get payload(): Uint8Array {
       payload ??= gather(parts, header.length);
       return payload;
@@ -369,11 +526,14 @@ export class FrameDecoder {
           }
           let header: Header;
           try {
-            header = decodeHeader(buf.take(HEADER_LEN), this.#maxPayload) as Header;
+            // Read in place: the header is parsed before the bytes are consumed.
+            header = decodeHeader(buf.peek(HEADER_LEN), this.#maxPayload) as Header;
           } catch (e) {
+            buf.advance(HEADER_LEN);
             this.#state = { kind: 'failed', error: e as FrameError };
             throw e;
           }
+          buf.advance(HEADER_LEN);
           this.#state = { kind: 'body', header };
           break;
         }
@@ -384,13 +544,15 @@ export class FrameDecoder {
           }
           this.#state = HEAD;
           // A long payload spanning arrays comes as its pieces (copied
-          // only if `payload` is read); a short one is copied at once.
+          // only if `payload` is read), lent when they lie in lent arrays;
+          // a short one is a view, or a copy when it spans arrays or lies
+          // in a lent one.
           if (len >= KEEP_MIN) {
-            const parts = buf.takeParts(len);
+            const { parts, release } = buf.takeLent(len);
             if (parts.length > 1) {
-              return splitFrame(state.header, parts);
+              return splitFrame(state.header, parts, release);
             }
-            return { header: state.header, payload: parts[0] as Uint8Array };
+            return { header: state.header, payload: parts[0] as Uint8Array, release };
           }
           return { header: state.header, payload: buf.take(len) };
         }

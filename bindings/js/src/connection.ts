@@ -35,7 +35,10 @@
  * Received payloads are zero-copy views of the input where they lie whole
  * in one array given to `handleBytes` or `handleFrame` (so do not modify
  * those afterwards); the receive buffer never overwrites bytes it has
- * handed out. Message bodies passed to `send*` are kept by reference, and
+ * handed out. Input may be lent (`handleBytes` with a `release` callback):
+ * it is given back once nothing refers to it, which happens when the bytes
+ * were copied (short frames, reassembled messages) and never when a view of
+ * them went to the application. Message bodies passed to `send*` are kept by reference, and
  * the frames' payloads are views of them, which the driver may hand to the
  * transport as they are: never modify a body after sending it.
  *
@@ -577,6 +580,8 @@ class Assembly {
   readonly deadline: number | undefined;
   readonly uncompressed: number | undefined;
   readonly #chunks: Uint8Array[];
+  /** The fragments' `release` callbacks (lent input), called once the body is gathered. */
+  readonly #releases: (() => void)[] = [];
   bodyLen: number;
   fragments = 1;
   /** The message must be complete by then. */
@@ -584,7 +589,7 @@ class Assembly {
 
   constructor(
     h: Header,
-    first: Uint8Array,
+    first: Body,
     deadline: number | undefined,
     uncompressed: number | undefined,
     expires: number,
@@ -595,8 +600,11 @@ class Assembly {
     this.method = h.arg;
     this.deadline = deadline;
     this.uncompressed = uncompressed;
-    this.#chunks = [first];
+    this.#chunks = [...first.parts];
     this.bodyLen = first.length;
+    if (first.release !== undefined) {
+      this.#releases.push(first.release);
+    }
     this.expires = expires;
   }
 
@@ -609,12 +617,34 @@ class Assembly {
     } else {
       this.#chunks.push(frame.payload);
     }
+    if (frame.release !== undefined) {
+      this.#releases.push(frame.release);
+    }
     this.bodyLen += frame.header.length;
   }
 
+  /**
+   * The whole body: the pieces gathered into one new array (the lent input
+   * they lay in is then given back), or the one piece itself.
+   */
   body(): Uint8Array {
-    return gather(this.#chunks, this.bodyLen);
+    if (this.#chunks.length === 1) {
+      return this.#chunks[0] as Uint8Array;
+    }
+    const out = gather(this.#chunks, this.bodyLen);
+    this.#chunks.length = 0;
+    for (const r of this.#releases) {
+      r();
+    }
+    return out;
   }
+}
+
+/** A message's first-frame body past its prelude: its pieces, and the lent input's `release`. */
+interface Body {
+  readonly parts: readonly Uint8Array[];
+  readonly length: number;
+  readonly release: (() => void) | undefined;
 }
 
 /** One entry of the call table. */
@@ -676,6 +706,26 @@ function u64le(v: bigint): Uint8Array {
 
 function readU32le(b: Uint8Array): number {
   return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, true);
+}
+
+/** A message's first frame past its `skip` prelude bytes, as pieces (without gathering a payload left in pieces). */
+function firstBody(frame: Frame, skip: number): Body {
+  const length = frame.header.length - skip;
+  const parts = frame.parts;
+  if (parts === undefined) {
+    return { parts: [frame.payload.subarray(skip)], length, release: frame.release };
+  }
+  const out: Uint8Array[] = [];
+  let left = skip;
+  for (const p of parts) {
+    if (left >= p.length) {
+      left -= p.length;
+      continue;
+    }
+    out.push(left > 0 ? p.subarray(left) : p);
+    left = 0;
+  }
+  return { parts: out.length > 0 ? out : [EMPTY], length, release: frame.release };
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -1051,13 +1101,17 @@ export class Connection {
 
   /**
    * Bytes from a byte-stream transport. Payloads are views of them where
-   * they can be (see `ReadBuffer`): do not modify `data` afterwards.
+   * they can be (see `ReadBuffer`): do not modify `data` afterwards. With
+   * `release`, `data` is lent: `release` is called (at most once) when
+   * nothing refers to it any more, and until then it must not be modified;
+   * it may never be called, when a view of `data` went to the application.
    */
-  handleBytes(now: number, data: Uint8Array): void {
+  handleBytes(now: number, data: Uint8Array, release?: () => void): void {
     if (this.isClosed()) {
+      release?.();
       return;
     }
-    this.#rx.append(data);
+    this.#rx.append(data, release);
     this.#now = now;
     this.#processInput();
   }
@@ -1997,18 +2051,26 @@ export class Connection {
     this.#pushEvent({ type: 'Connected', peer: clonePeer(peer) }, 0, undefined);
   }
 
-  /** Parses the prelude of a message's first frame; returns the payload past it. */
+  /** Parses the prelude of a message's first frame; returns its length (`skip`: the body follows it). */
   #prelude(
     h: Header,
-    payload: Uint8Array,
-  ): { body: Uint8Array; deadline: number | undefined; uncompressed: number | undefined } {
-    let body = payload;
+    frame: Frame,
+  ): { skip: number; deadline: number | undefined; uncompressed: number | undefined } {
+    // The prelude is read from the first piece when it holds it, so that
+    // a payload left in pieces is not gathered for it.
+    const need = (hasFlag(h.flags, Flags.DEADLINE) ? 4 : 0) + (hasFlag(h.flags, Flags.COMPRESSED) ? 4 : 0);
+    let head = EMPTY;
+    if (need > 0) {
+      const first = frame.parts?.[0];
+      head = first !== undefined && first.length >= need ? first : frame.payload;
+    }
+    let skip = 0;
     const take = (what: string): number => {
-      if (body.length < 4) {
+      if (h.length - skip < 4) {
         throw violation(new ShortPreludeViolation(what));
       }
-      const v = readU32le(body);
-      body = body.subarray(4);
+      const v = readU32le(head.subarray(skip));
+      skip += 4;
       return v;
     };
     const deadline = hasFlag(h.flags, Flags.DEADLINE) ? take('deadline') : undefined;
@@ -2024,16 +2086,16 @@ export class Connection {
       }
       uncompressed = n;
     }
-    if (body.length > max) {
-      throw new LimitExceededError('max_message', body.length, max);
+    if (h.length - skip > max) {
+      throw new LimitExceededError('max_message', h.length - skip, max);
     }
-    return { body, deadline, uncompressed };
+    return { skip, deadline, uncompressed };
   }
 
   /** Starts reassembling a message; it must complete within the partial-frame timeout. */
   #startAssembly(
     h: Header,
-    first: Uint8Array,
+    first: Body,
     deadline: number | undefined,
     uncompressed: number | undefined,
   ): Assembly {
@@ -2131,7 +2193,7 @@ export class Connection {
       this.#returnConnectionCredit(h.length);
       return;
     }
-    const { body, deadline, uncompressed } = this.#prelude(h, frame.payload);
+    const { skip, deadline, uncompressed } = this.#prelude(h, frame);
     const kind: Kind = h.type === FrameType.REQUEST ? 'unary' : h.type === FrameType.STREAM_OPEN ? 'stream' : 'event';
     const limits = this.#config.limits;
     if (kind === 'event') {
@@ -2142,12 +2204,12 @@ export class Connection {
         this.#eventAssemblies += 1;
         const call = new Call('event', 'remote');
         call.recvOpen = true;
-        call.assembly = this.#startAssembly(h, body, undefined, uncompressed);
+        call.assembly = this.#startAssembly(h, firstBody(frame, skip), undefined, uncompressed);
         this.#returnConnectionCredit(h.length);
         this.#calls.set(h.id, call);
         return;
       }
-      const message: Message = { codec: h.codec, body, uncompressedLen: uncompressed };
+      const message: Message = { codec: h.codec, body: frame.payload.subarray(skip), uncompressedLen: uncompressed };
       this.#strays.refund(1);
       this.#pushEvent({ type: 'Event', method: h.arg, message }, h.length, undefined);
       return;
@@ -2174,7 +2236,7 @@ export class Connection {
     }
     this.#remoteInFlight += 1;
     if (hasFlag(h.flags, Flags.MORE)) {
-      call.assembly = this.#startAssembly(h, body, deadline, uncompressed);
+      call.assembly = this.#startAssembly(h, firstBody(frame, skip), deadline, uncompressed);
       this.#returnConnectionCredit(h.length);
       this.#calls.set(h.id, call);
       return;
@@ -2184,7 +2246,7 @@ export class Connection {
       call.recvOpen = false;
     }
     this.#calls.set(h.id, call);
-    const message: Message = { codec: h.codec, body, uncompressedLen: uncompressed };
+    const message: Message = { codec: h.codec, body: frame.payload.subarray(skip), uncompressedLen: uncompressed };
     this.#deliverOpen(h.type, h.id, h.arg, message, deadline, end, h.length);
   }
 
@@ -2221,13 +2283,13 @@ export class Connection {
     if (call.kind !== 'unary' || call.assembly !== undefined) {
       throw violation(new UnexpectedFrameViolation(h.type));
     }
-    const { body, uncompressed } = this.#prelude(h, frame.payload);
+    const { skip, uncompressed } = this.#prelude(h, frame);
     if (hasFlag(h.flags, Flags.MORE)) {
-      call.assembly = this.#startAssembly(h, body, undefined, uncompressed);
+      call.assembly = this.#startAssembly(h, firstBody(frame, skip), undefined, uncompressed);
       this.#returnConnectionCredit(h.length);
       return;
     }
-    this.#completeResponse(h.id, { codec: h.codec, body, uncompressedLen: uncompressed }, h.length);
+    this.#completeResponse(h.id, { codec: h.codec, body: frame.payload.subarray(skip), uncompressedLen: uncompressed }, h.length);
   }
 
   #completeResponse(id: number, message: Message, credit: number): void {
@@ -2270,14 +2332,14 @@ export class Connection {
       this.#resetStream(h.id, ErrorCode.FLOW_CONTROL);
       return;
     }
-    const { body, uncompressed } = this.#prelude(h, frame.payload);
+    const { skip, uncompressed } = this.#prelude(h, frame);
     if (hasFlag(h.flags, Flags.MORE)) {
-      call.assembly = this.#startAssembly(h, body, undefined, uncompressed);
+      call.assembly = this.#startAssembly(h, firstBody(frame, skip), undefined, uncompressed);
       this.#returnConnectionCredit(h.length);
       this.#creditReassembly(h.id, h.length);
       return;
     }
-    const message: Message = { codec: h.codec, body, uncompressedLen: uncompressed };
+    const message: Message = { codec: h.codec, body: frame.payload.subarray(skip), uncompressedLen: uncompressed };
     this.#completeStreamData(h.id, message, hasFlag(h.flags, Flags.END), h.length);
   }
 

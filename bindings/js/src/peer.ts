@@ -262,6 +262,14 @@ export interface Stats {
 const EMPTY = new Uint8Array(0);
 const EOF: unique symbol = Symbol('eof');
 
+/** Input that the transport lent: `release` gives its memory back once the core no longer refers to it. */
+class Lent {
+  constructor(
+    readonly data: Uint8Array,
+    readonly release: () => void,
+  ) {}
+}
+
 /** A bytes, string or message payload as a message. */
 export function toMessage(payload: Payload, codec?: Codec): Message {
   if (payload instanceof Uint8Array) {
@@ -543,7 +551,7 @@ class Driver {
   /** `close()` was called: a graceful shutdown of ours is under way. */
   shuttingDown = false;
 
-  readonly #inbound = new Queue<Uint8Array | typeof EOF>();
+  readonly #inbound = new Queue<Uint8Array | Lent | typeof EOF>();
   #paused = false;
   #pumping = false;
   #repump = false;
@@ -599,7 +607,7 @@ class Driver {
   /** Starts I/O. */
   start(): void {
     const events: TransportEvents = {
-      onData: (data) => this.#onInput(data),
+      onData: (data, release) => this.#onInput(release === undefined ? data : new Lent(data, release)),
       onClose: () => this.#onInput(EOF),
       onError: (error) => {
         // During our own graceful shutdown the peer may drop the transport
@@ -655,12 +663,15 @@ class Driver {
     this.#armTimer();
   }
 
-  #onInput(data: Uint8Array | typeof EOF): void {
+  #onInput(data: Uint8Array | Lent | typeof EOF): void {
     if (this.core.isClosed()) {
+      if (data instanceof Lent) {
+        data.release();
+      }
       return;
     }
     if (data !== EOF) {
-      this.stats.bytesReceived += data.length;
+      this.stats.bytesReceived += data instanceof Lent ? data.data.length : data.length;
     }
     this.#inbound.push(data);
     this.pump();
@@ -671,7 +682,11 @@ class Driver {
     const core = this.core;
     while (this.#inbound.length > 0) {
       if (core.isClosed()) {
-        this.#inbound.clear();
+        for (let x = this.#inbound.shift(); x !== undefined; x = this.#inbound.shift()) {
+          if (x instanceof Lent) {
+            x.release();
+          }
+        }
         break;
       }
       const next = this.#inbound.peek();
@@ -683,6 +698,13 @@ class Driver {
       const t = now();
       if (next === EOF) {
         core.handleEof(t);
+      } else if (next instanceof Lent) {
+        // A message transport's frame is kept as it is: its memory is never given back.
+        if (this.transport.framing === 'message') {
+          core.handleFrame(t, next.data);
+        } else {
+          core.handleBytes(t, next.data, next.release);
+        }
       } else if (this.transport.framing === 'message') {
         core.handleFrame(t, next as Uint8Array);
       } else {

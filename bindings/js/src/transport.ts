@@ -52,9 +52,15 @@ export interface TransportInfo {
 export interface TransportEvents {
   /**
    * Input: bytes (`'stream'`) or exactly one whole frame (`'message'`). The
-   * driver keeps the array: a transport must not reuse its memory.
+   * driver keeps the array: a transport must not reuse its memory, unless
+   * it passes `release`. Then `data` is lent: the driver calls `release`
+   * (at most once) when nothing refers to `data` any more, and the
+   * transport may reuse its memory from then on, not before. `release` may
+   * never be called (a view of `data` went to the application, or the
+   * framing is `'message'`): the memory is then left to the garbage
+   * collector.
    */
-  onData(data: Uint8Array): void;
+  onData(data: Uint8Array, release?: () => void): void;
   /** The peer ended its sending direction cleanly (EOF, a WebSocket close). */
   onClose(): void;
   /** The transport failed (reset, protocol error, text message...). Nothing more is delivered. */

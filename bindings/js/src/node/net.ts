@@ -12,6 +12,16 @@
  * `close_notify`) the driver may still answer calls the peer completed (as
  * the Rust runtime does).
  *
+ * Reading: TCP and Unix sockets read into 64 KiB blocks taken from a pool
+ * shared by all sockets (Node's `onread` option) instead of a new buffer
+ * per read. A block is lent to the driver and comes back to the pool once
+ * the protocol core no longer refers to it: at once when the bytes were
+ * copied (short reads, short frames, reassembled messages), never when a
+ * view of it went to the application (it is then left to the garbage
+ * collector). The pool keeps at most {@link READ_POOL_MAX} idle blocks
+ * (2 MiB). TLS sockets, and accepted sockets on a Node whose sockets lack
+ * the fields `onread` sets, read the usual way (a new buffer per read).
+ *
  * @module
  */
 
@@ -44,6 +54,116 @@ function view(b: Buffer): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
+/** Size of the blocks sockets read into. */
+export const READ_BLOCK = 64 * 1024;
+
+/** Idle blocks the pool keeps; more are left to the garbage collector. */
+export const READ_POOL_MAX = 32;
+
+const readPool: Uint8Array[] = [];
+
+/** A block to read into: an idle one from the pool, else a new one. */
+function takeBlock(): Uint8Array {
+  return readPool.pop() ?? new Uint8Array(READ_BLOCK);
+}
+
+/** Idle blocks in the pool (for tests). */
+export function readPoolSize(): number {
+  return readPool.length;
+}
+
+/** Where a socket reading into blocks delivers: the bytes read, lent until `release`. */
+type ReadSink = (data: Uint8Array, release: () => void) => void;
+
+/**
+ * Node's `onread` option for one socket: reads go into blocks of the pool;
+ * each read is handed to the bound sink (held until one is bound) with a
+ * `release` that returns its block to the pool, once.
+ */
+export class BlockReads {
+  #sink: ReadSink | undefined = undefined;
+  #held: [Uint8Array, () => void][] = [];
+  readonly onread = {
+    buffer: takeBlock,
+    callback: (n: number, block: Uint8Array): boolean => {
+      let lent = true;
+      const release = (): void => {
+        if (lent) {
+          lent = false;
+          if (readPool.length < READ_POOL_MAX) {
+            readPool.push(block);
+          }
+        }
+      };
+      const data = block.subarray(0, n);
+      if (this.#sink === undefined) {
+        this.#held.push([data, release]);
+      } else {
+        this.#sink(data, release);
+      }
+      // Pausing is left to `socket.pause()`.
+      return true;
+    },
+  };
+
+  /** Delivers reads to `sink` from now on, those held first. */
+  bind(sink: ReadSink): void {
+    this.#sink = sink;
+    for (const [data, release] of this.#held.splice(0)) {
+      sink(data, release);
+    }
+  }
+}
+
+/** The fields of a `net.Socket` that its `onread` option sets (Node internals). */
+interface OnreadFields {
+  handle: { useUserBuffer(b: Uint8Array): void };
+  buffer: symbol;
+  callback: symbol;
+  generator: symbol;
+}
+
+function onreadFields(socket: net.Socket): OnreadFields | undefined {
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: unknown; reading?: unknown } })._handle;
+  if (handle === undefined || handle === null || typeof handle.useUserBuffer !== 'function' || handle.reading !== false) {
+    return undefined;
+  }
+  const own = Object.getOwnPropertySymbols(socket);
+  const find = (name: string): symbol | undefined => own.find((k) => k.description === name);
+  const buffer = find('kBuffer');
+  const callback = find('kBufferCb');
+  const generator = find('kBufferGen');
+  const fields = socket as unknown as Record<symbol, unknown>;
+  if (buffer === undefined || callback === undefined || generator === undefined) {
+    return undefined;
+  }
+  if (fields[buffer] !== null || fields[callback] !== null || fields[generator] !== null) {
+    return undefined;
+  }
+  return { handle: handle as OnreadFields['handle'], buffer, callback, generator };
+}
+
+/**
+ * Makes an accepted socket, not yet reading (`pauseOnConnect`), read into
+ * blocks of the pool as `onread` would have (Node takes that option only
+ * for sockets it creates on `connect`): sets the same fields. Returns
+ * `undefined`, changing nothing, when the socket does not have them.
+ */
+export function adoptBlockReads(socket: net.Socket): BlockReads | undefined {
+  const f = onreadFields(socket);
+  if (f === undefined) {
+    return undefined;
+  }
+  const reads = new BlockReads();
+  const first = takeBlock();
+  const fields = socket as unknown as Record<symbol, unknown>;
+  fields[f.buffer] = first;
+  fields[f.generator] = reads.onread.buffer;
+  fields[f.callback] = reads.onread.callback;
+  f.handle.useUserBuffer(first);
+  return reads;
+}
+
 /** An established TCP, Unix or TLS socket, as a `'stream'` transport. */
 export class SocketTransport implements Transport {
   readonly framing = 'stream';
@@ -58,13 +178,16 @@ export class SocketTransport implements Transport {
 
   /**
    * Wraps a connected socket; `address` is what `info.address` says, `tls`
-   * the session facts of a TLS socket.
+   * the session facts of a TLS socket. `reads`: the socket reads into
+   * blocks (`onread`); else it emits `'data'`. A socket accepted with
+   * `pauseOnConnect` is resumed here.
    */
-  constructor(socket: net.Socket, address: string, tls?: TlsInfo) {
+  constructor(socket: net.Socket, address: string, tls?: TlsInfo, reads?: BlockReads) {
     this.socket = socket;
     this.info = tls === undefined ? { address } : { address, tls };
     socket.setNoDelay?.(true);
     socket.on('data', (d: Buffer) => this.#emit((e) => e.onData(view(d))));
+    reads?.bind((data, release) => this.#emit((e) => e.onData(data, release)));
     socket.on('end', () => this.#emit((e) => e.onClose()));
     socket.on('error', (err: Error) => {
       // A TLS alert (the peer refused our certificate...) is reported as such.
@@ -86,6 +209,9 @@ export class SocketTransport implements Transport {
       this.#emit((e) => e.onClose());
       this.#ended = true;
     });
+    if (socket.readableFlowing === false && !socket.destroyed) {
+      socket.resume();
+    }
   }
 
   #emit(f: (e: TransportEvents) => void): void {
@@ -227,9 +353,10 @@ function dial(
 
 /** Connects to `host:port` over TCP (no Nagle delay). */
 export function connectTcp(host: string, port: number, options: SocketDialOptions = {}): Promise<SocketTransport> {
-  const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
+  const reads = new BlockReads();
+  const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true, onread: reads.onread });
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-  return dial(socket, address, options, 'connect', () => new SocketTransport(socket, address));
+  return dial(socket, address, options, 'connect', () => new SocketTransport(socket, address, undefined, reads));
 }
 
 /**
@@ -283,8 +410,9 @@ export function checkSocketPath(path: string): void {
 /** Connects to the Unix socket at `path`. */
 export function connectUnix(path: string, options: SocketDialOptions = {}): Promise<SocketTransport> {
   checkSocketPath(path);
-  const socket = net.connect({ path, allowHalfOpen: true });
-  return dial(socket, path, options, 'connect', () => new SocketTransport(socket, path));
+  const reads = new BlockReads();
+  const socket = net.connect({ path, allowHalfOpen: true, onread: reads.onread });
+  return dial(socket, path, options, 'connect', () => new SocketTransport(socket, path, undefined, reads));
 }
 
 /** Probes whether something answers on the Unix socket at `path`. */

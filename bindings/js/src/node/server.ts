@@ -44,7 +44,7 @@ import { ConfigError } from '../rpc-errors.js';
 import { ErrorCode } from '../wire.js';
 import type { Transport } from '../transport.js';
 import { authenticateHook, authorizeHook, type Authenticator, type Authorizer } from './auth.js';
-import { prepareUnixPath, SocketTransport } from './net.js';
+import { adoptBlockReads, prepareUnixPath, SocketTransport } from './net.js';
 import { acceptsPeer, ALPN, ALPN_HTTP11, serverTlsOptions, sessionInfo, type TlsServerOptions } from './tls.js';
 import { NodeWebSocketTransport, SUBPROTOCOL } from './ws.js';
 
@@ -264,8 +264,10 @@ function remote(socket: net.Socket): string {
 async function bind(e: Endpoint, accept: (t: Transport) => void, o: BindOptions): Promise<Listener> {
   switch (e.scheme) {
     case 'tcp': {
-      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-        accept(new SocketTransport(socket, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`));
+      // Paused until the transport has set the socket to read into pooled blocks.
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
+        const address = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+        accept(new SocketTransport(socket, address, undefined, adoptBlockReads(socket)));
       });
       await listen(server, { host: e.host, port: e.port });
       const endpoint = formatEndpoint({ scheme: 'tcp', host: e.host, port: boundPort(server) });
@@ -274,8 +276,8 @@ async function bind(e: Endpoint, accept: (t: Transport) => void, o: BindOptions)
     case 'unix': {
       const path = e.path;
       await prepareUnixPath(path);
-      const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-        accept(new SocketTransport(socket, path));
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+        accept(new SocketTransport(socket, path, undefined, adoptBlockReads(socket)));
       });
       await listen(server, { path });
       chmodSync(path, 0o600);
