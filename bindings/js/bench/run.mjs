@@ -142,6 +142,29 @@ function rustPeer(quick) {
  */
 
 /**
+ * This process and its ancestors (`cargo xtask bench` is a cargo, and may
+ * itself run under a wrapper such as `timeout`): never a build to wait for.
+ *
+ * @returns {Set<string>} pids
+ */
+function ancestors() {
+  const pids = new Set();
+  let pid = process.pid;
+  while (pid > 1) {
+    pids.add(String(pid));
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      break;
+    }
+  }
+  return pids;
+}
+
+const ANCESTORS = ancestors();
+
+/**
  * Every process, from one pass over /proc.
  *
  * @returns {Map<string, Proc>} by pid
@@ -168,7 +191,7 @@ function processes() {
     // `tsc` and `pytest` run as `node .../tsc` and `python -m pytest`.
     const names = [comm, ...argv.slice(0, 3).map((a) => basename(a))];
     const pytestModule = argv.some((a, i) => a === '-m' && argv[i + 1] === 'pytest');
-    const build = pytestModule ? 'pytest' : names.find((n) => BUSY_COMM.has(n));
+    const build = ANCESTORS.has(pid) ? undefined : pytestModule ? 'pytest' : names.find((n) => BUSY_COMM.has(n));
     out.set(pid, { name: build ?? comm, ticks, build: build !== undefined, kernel: argv.join('') === '' });
   }
   return out;
@@ -195,7 +218,7 @@ const LOAD_WINDOW_MS = 500;
  * @param {number} seconds
  */
 function usage(before, after, seconds) {
-  const ours = new Set([String(process.pid), ...[...children].map((c) => String(c.pid))]);
+  const ours = new Set([...ANCESTORS, ...[...children].map((c) => String(c.pid))]);
   /** @type {{ pid: string, name: string, cpu: number }[]} */
   const users = [];
   for (const [pid, p] of after) {
