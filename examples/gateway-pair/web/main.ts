@@ -385,6 +385,9 @@ async function script(desktop: Desktop, gateway: string | undefined, connectMs: 
 
 // ----- start ------------------------------------------------------------------------------
 
+/** The page's stream credit in KiB, unless `?credit=` sets another. */
+const PAGE_CREDIT_KIB = 256;
+
 /**
  * The receive window: each stream's credit, 256 KiB unless `?credit=KiB`
  * sets it (the protocol's default is 1 MiB). Whatever a window lets the
@@ -396,10 +399,8 @@ async function script(desktop: Desktop, gateway: string | undefined, connectMs: 
  * is slow.
  */
 function receiveWindow(params: URLSearchParams): Partial<Limits> {
-  const kib = Number(params.get('credit') ?? 256);
-  if (!Number.isInteger(kib) || kib < 1 || kib > 1 << 20) {
-    return {};
-  }
+  const asked = Number(params.get('credit') ?? PAGE_CREDIT_KIB);
+  const kib = Number.isInteger(asked) && asked >= 1 && asked <= 1 << 20 ? asked : PAGE_CREDIT_KIB;
   const credit = kib * 1024;
   return { initialStreamCredit: credit, connectionCredit: Math.max(4 << 20, 2 * credit) };
 }
