@@ -311,6 +311,9 @@ function fromSend(e: unknown): unknown {
   return e;
 }
 
+/** What {@link Driver.tryNow} returns when the core has no room. */
+const BLOCKED: unique symbol = Symbol('blocked');
+
 function checkTimeout(timeoutMs: number | undefined): void {
   if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs >= 0) || !Number.isFinite(timeoutMs))) {
     throw new LocalError(ErrorCode.INVALID_ARGUMENT, 'timeoutMs must be a finite number >= 0');
@@ -1327,35 +1330,53 @@ class Driver {
 
   // ----- commands -------------------------------------------------------------------
 
-  /** Runs `op` on the core, waiting for room while it reports `BlockedError`. */
+  /**
+   * Runs `op` on the core now: its value, or {@link BLOCKED} when the core
+   * has no room (`op` threw `BlockedError`).
+   */
+  tryNow<T>(op: () => T, signal: AbortSignalLike | undefined, deadlineAt: number | undefined): T | typeof BLOCKED {
+    if (this.core.isClosed()) {
+      // Nothing was sent: the call is safe to retry elsewhere.
+      const closed = this.closedError();
+      throw new RefusedCallError(ErrorCode.UNAVAILABLE, `not sent: ${closed.detail ?? 'connection closed'}`, closed);
+    }
+    checkAborted(signal);
+    if (deadlineAt !== undefined && now() >= deadlineAt) {
+      throw new DeadlineError('no room to send before the deadline');
+    }
+    try {
+      const v = op();
+      this.pump();
+      return v;
+    } catch (e) {
+      if (!(e instanceof BlockedError)) {
+        throw fromSend(e);
+      }
+    }
+    this.stats.creditStalls += 1;
+    this.pump();
+    return BLOCKED;
+  }
+
+  /**
+   * Runs `op` on the core, waiting for room while it reports `BlockedError`;
+   * `blocked`: a {@link tryNow} just found no room, so wait first.
+   */
   async withRoom<T>(
     op: () => T,
     signal: AbortSignalLike | undefined,
     deadlineAt: number | undefined,
-    room?: (wake: () => void) => () => void,
+    blocked = false,
   ): Promise<T> {
     for (;;) {
-      if (this.core.isClosed()) {
-        // Nothing was sent: the call is safe to retry elsewhere.
-        const closed = this.closedError();
-        throw new RefusedCallError(ErrorCode.UNAVAILABLE, `not sent: ${closed.detail ?? 'connection closed'}`, closed);
-      }
-      checkAborted(signal);
-      if (deadlineAt !== undefined && now() >= deadlineAt) {
-        throw new DeadlineError('no room to send before the deadline');
-      }
-      try {
-        const v = op();
-        this.pump();
-        return v;
-      } catch (e) {
-        if (!(e instanceof BlockedError)) {
-          throw fromSend(e);
+      if (!blocked) {
+        const v = this.tryNow(op, signal, deadlineAt);
+        if (v !== BLOCKED) {
+          return v;
         }
-        this.stats.creditStalls += 1;
       }
-      this.pump();
-      await waitFor(room ?? ((w) => this.writable.add(w)), signal, deadlineAt);
+      blocked = false;
+      await waitFor((w) => this.writable.add(w), signal, deadlineAt);
     }
   }
 
@@ -1646,29 +1667,45 @@ export class Connection {
    *   {@link AbortedError}, {@link RefusedCallError} (safe to retry),
    *   {@link ConnectionClosedError}, {@link LocalError}.
    */
-  async call(method: number, payload: Payload, options: CallOptions = {}): Promise<Message> {
-    const d = this.#d;
-    const msg = toMessage(payload, options.codec);
-    const { signal, timeoutMs } = options;
-    checkTimeout(timeoutMs);
-    checkAborted(signal);
-    const deadlineAt = timeoutMs === undefined ? undefined : now() + timeoutMs;
-    const result = deferred<Message>();
-    void result.promise.catch(() => undefined);
-    const pending: PendingCall = { resolve: result.resolve, reject: result.reject };
-    const id = await d.withRoom(
-      () => {
+  call(method: number, payload: Payload, options: CallOptions = {}): Promise<Message> {
+    try {
+      const d = this.#d;
+      const msg = toMessage(payload, options.codec);
+      const { signal, timeoutMs } = options;
+      checkTimeout(timeoutMs);
+      const deadlineAt = timeoutMs === undefined ? undefined : now() + timeoutMs;
+      const result = deferred<Message>();
+      const pending: PendingCall = { resolve: result.resolve, reject: result.reject };
+      const op = (): number => {
         const remaining = deadlineAt === undefined ? undefined : Math.max(0, deadlineAt - now());
         const id = d.core.sendRequest(method, msg, remaining);
         d.calls.set(id, pending);
         return id;
-      },
-      signal,
-      deadlineAt,
-    );
-    if (signal === undefined) {
-      return result.promise;
+      };
+      if (signal !== undefined) {
+        return this.#callWithSignal(op, result, pending, signal, deadlineAt);
+      }
+      // The usual case, room to send now: the response settles the one
+      // promise returned.
+      if (d.tryNow(op, undefined, deadlineAt) !== BLOCKED) {
+        return result.promise;
+      }
+      return d.withRoom(op, undefined, deadlineAt, true).then(() => result.promise);
+    } catch (e) {
+      return Promise.reject(e);
     }
+  }
+
+  async #callWithSignal(
+    op: () => number,
+    result: Deferred<Message>,
+    pending: PendingCall,
+    signal: AbortSignalLike,
+    deadlineAt: number | undefined,
+  ): Promise<Message> {
+    const d = this.#d;
+    void result.promise.catch(() => undefined);
+    const id = await d.withRoom(op, signal, deadlineAt);
     const onAbort = (): void => {
       if (d.calls.get(id) === pending) {
         d.calls.delete(id);
