@@ -100,6 +100,24 @@ def test_calls_both_ways(transport: str) -> None:
     run(main())
 
 
+def test_payload_sizes_both_ways(transport: str) -> None:
+    # Frame sizes around every WebSocket length encoding (7-bit, 16-bit,
+    # 64-bit; the 16-byte frame header included), whole and fragmented,
+    # from the client (masked over WebSocket) and from the server.
+    sizes = [0, 1, 109, 110, 111, 125, 65518, 65519, 65520, 70000, 300_000]
+
+    async def main() -> None:
+        async with pair(transport, echo_router(), client_router()) as (client, server_side, _):
+            for n in sizes:
+                body = bytes((i * 7 + n) & 0xFF for i in range(n))
+                r = await client.call(1, body)
+                assert r.body == body, n
+                r = await server_side.call(100, body)
+                assert r.body == b"client:" + body, n
+
+    run(main())
+
+
 def test_thousand_concurrent_calls(transport: str) -> None:
     async def main() -> None:
         # 1,000 calls against the default max_in_flight of 100: the excess

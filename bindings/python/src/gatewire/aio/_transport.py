@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import secrets
 import socket
 import ssl
 import struct
@@ -60,6 +61,30 @@ EARLY_INPUT = 64 * 1024
 
 _WS_TOO_BIG = 1009
 _WS_UNSUPPORTED_DATA = 1003
+_WS_BINARY_FIN = 0x82
+_WS_MASKED = 0x80
+_WS_LEN16 = struct.Struct("!BBH")
+_WS_LEN64 = struct.Struct("!BBQ")
+
+
+def _ws_masker() -> Callable[[bytes, bytes], bytes]:
+    """``websockets``' masking function: its C version where it was built."""
+    try:
+        from websockets.speedups import apply_mask  # noqa: PLC0415 - optional dependency
+    except ImportError:  # pragma: no cover - depends on the wheel
+        from websockets.utils import apply_mask  # noqa: PLC0415
+    return apply_mask
+
+
+def _ws_head(length: int, masked: bool) -> bytes:
+    """The header of one unfragmented binary WebSocket frame (RFC 6455
+    §5.2), without its masking key."""
+    bit = _WS_MASKED if masked else 0
+    if length < 126:
+        return bytes((_WS_BINARY_FIN, bit | length))
+    if length < 65536:
+        return _WS_LEN16.pack(_WS_BINARY_FIN, bit | 126, length)
+    return _WS_LEN64.pack(_WS_BINARY_FIN, bit | 127, length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +454,11 @@ class WsTransport(Transport):
         self._batched = all(
             hasattr(ws, name) for name in ("protocol", "send_in_progress", "paused", "transport")
         ) and hasattr(getattr(ws, "protocol", None), "send_binary")
+        if self._batched:
+            from websockets.protocol import Side  # noqa: PLC0415 - optional dependency
+
+            self._apply_mask = _ws_masker()
+            self._masked = ws.protocol.side is Side.CLIENT
 
     def start(self, received: Received, ended: Ended) -> None:
         self._reading = asyncio.get_running_loop().create_task(
@@ -515,13 +545,23 @@ class WsTransport(Transport):
     def write_now(self, frames: list[bytes]) -> None:
         # One binary message per frame (docs/PROTOCOL.md §2.2), all written
         # to the socket at once: ``send`` would write (a syscall) and drain
-        # per message.
-        ws = self._ws
-        protocol = ws.protocol
+        # per message. The frames are encoded here rather than by the
+        # protocol object, which copies each body twice more; nothing of
+        # its own is waiting to be written while it is open (``_is_open``),
+        # so the order of the stream is kept.
+        masked = self._masked
+        mask = self._apply_mask
+        transport = self._ws.transport
+        parts: list[bytes] = []
         for f in frames:
-            protocol.send_binary(f)
+            head = _ws_head(len(f), masked)
+            if masked:
+                key = secrets.token_bytes(4)
+                parts += (head + key, mask(f, key))
+            else:
+                parts += (head, f)
         try:
-            ws.transport.write(b"".join(protocol.data_to_send()))
+            transport.write(b"".join(parts))
         except (OSError, RuntimeError) as e:
             raise _io_error("write failed", e) from e
 
