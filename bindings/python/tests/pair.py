@@ -17,13 +17,22 @@ class Pair:
         client: Config | None = None,
         server: Config | None = None,
         split: Callable[[bytes], list[bytes]] | None = None,
+        batch: Callable[[], int] | None = None,
     ) -> None:
+        """``split`` cuts what one side writes into the reads of the other;
+        ``batch``, when given, makes each side's output taken with
+        ``transmit`` (each call's limit from ``batch``) instead of
+        ``poll_transmit``."""
         self.now = 0
         self.client = Connection(client or Config(Role.CLIENT), self.now)
         self.server = Connection(server or Config(Role.SERVER), self.now)
         self.events: dict[str, list[Event]] = {"client": [], "server": []}
         self.sent: dict[str, list[Frame]] = {"client": [], "server": []}
+        """The frames each side sent (with ``poll_transmit`` only)."""
+        self.wire: dict[str, bytearray] = {"client": bytearray(), "server": bytearray()}
+        """Every byte each side sent."""
         self._split = split or (lambda data: [data])
+        self._batch = batch
 
     def conn(self, side: str) -> Connection:
         return self.client if side == "client" else self.server
@@ -33,9 +42,14 @@ class Pair:
         src = self.conn(side)
         dst = self.conn("server" if side == "client" else "client")
         data = bytearray()
-        while (f := src.poll_transmit()) is not None:
-            self.sent[side].append(f)
-            f.encode_to(data)
+        if self._batch is not None:
+            while frames := src.transmit(self._batch()):
+                data += b"".join(frames)
+        else:
+            while (f := src.poll_transmit()) is not None:
+                self.sent[side].append(f)
+                f.encode_to(data)
+        self.wire[side] += data
         for piece in self._split(bytes(data)):
             dst.handle_bytes(self.now, piece)
         return bool(data)

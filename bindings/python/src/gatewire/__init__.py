@@ -31,10 +31,11 @@ Driving a connection: inputs are ``handle_*`` methods, application commands
 are plain methods (``send_request``, ``cancel``, ``grant_credit``,
 ``close``...), outputs are ``poll_*`` methods. After any input or command a
 runtime drains :meth:`Connection.poll_transmit` until ``None`` (writing the
-frames), then :meth:`Connection.poll_event` until ``None`` (delivering
-them), then arms a timer for :meth:`Connection.poll_timeout` and calls
-:meth:`Connection.handle_timeout` when it fires. Time is integer
-milliseconds from an origin the runtime picks.
+frames; :meth:`Connection.transmit` gives them encoded, in batches), then
+:meth:`Connection.poll_event` until ``None`` (delivering them), then arms a
+timer for :meth:`Connection.poll_timeout` and calls
+:meth:`Connection.handle_timeout` when it fires. Time is integer milliseconds
+from an origin the runtime picks.
 """
 
 from .code import ErrorCode

@@ -53,6 +53,7 @@ __all__ = [
     "Flags",
     "FrameType",
     "Header",
+    "pack_header",
     "trusted_constructor",
     "trusted_header",
 ]
@@ -73,6 +74,10 @@ U32_MAX = 0xFFFF_FFFF
 U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
 
 _HEADER = struct.Struct("<IBBBBII")
+
+pack_header: Callable[[int, int, int, int, int, int, int], bytes] = _HEADER.pack
+"""Packs length, type, flags, codec, the reserved 0, id and argument into
+the 16 header bytes, unchecked: for values the protocol core built itself."""
 
 
 def _check_u8(what: str, value: int) -> None:
@@ -336,7 +341,7 @@ class Header:
 
     def to_bytes(self) -> bytes:
         """The 16 header bytes."""
-        return _HEADER.pack(self.length, self.ty, self.flags, self.codec, 0, self.id, self.arg)
+        return pack_header(self.length, self.ty, self.flags, self.codec, 0, self.id, self.arg)
 
     def encode(self, buf: bytearray | memoryview, offset: int = 0) -> None:
         """Writes the 16 header bytes into ``buf`` at ``offset``.

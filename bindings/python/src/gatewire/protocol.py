@@ -42,7 +42,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from .code import ErrorCode
 from .codec import Frame, FrameDecoder
@@ -80,6 +80,7 @@ from .exceptions import (
     WrongParity,
 )
 from .frame import (
+    HEADER_LEN,
     MAX_FRAME_CEILING,
     PING_PAYLOAD_LEN,
     U32_MAX,
@@ -88,6 +89,7 @@ from .frame import (
     Flags,
     FrameType,
     Header,
+    pack_header,
     trusted_constructor,
     trusted_header,
 )
@@ -730,19 +732,17 @@ class _OutMessage:
     def is_done(self) -> bool:
         return self.started and self._body_left() == 0
 
-    def next_frame(self, budget: int) -> Frame:
+    def cut(self, budget: int) -> tuple[FrameType, Flags, Codec, int, bytes]:
         """Cuts the next frame of at most ``budget`` payload bytes
-        (``budget >= min_frame()``)."""
+        (``budget >= min_frame()``): its type, flags, codec, argument and
+        payload (the id is the message's)."""
         if self.started:
             left = len(self._body) - self._pos
             take = min(budget, left)
             payload = self._body[self._pos : self._pos + take]
             self._pos += take
             flags = Flags.NONE if take == left else Flags.MORE
-            return _new_frame(
-                trusted_header(len(payload), FrameType.CONTINUATION, flags, Codec.RAW, self.id, 0),
-                payload,
-            )
+            return FrameType.CONTINUATION, flags, Codec.RAW, 0, payload
         self.started = True
         left = len(self._body) - self._pos
         take = min(max(budget - len(self.prelude), 0), left)
@@ -754,9 +754,7 @@ class _OutMessage:
             payload = self.prelude + self._body[self._pos : self._pos + take]
         self._pos += take
         flags = self.flags if take == left else self.flags.union(Flags.MORE)
-        return _new_frame(
-            trusted_header(len(payload), self.ty, flags, self.codec, self.id, self.arg), payload
-        )
+        return self.ty, flags, self.codec, self.arg, payload
 
 
 @dataclass(slots=True)
@@ -1467,12 +1465,18 @@ class Connection:
         """The next frame to write, if any. Control frames go first; messages
         take turns frame by frame, so a bulk transfer delays a small call by
         at most one fragment."""
-        frame = self._next_frame()
-        if frame is not None:
-            self._resume_input()
-        else:
-            self._maybe_finish()
-        return frame
+        frames: list[Frame] = []
+        self._take_frames(frames, 1, False)
+        return frames[0] if frames else None
+
+    def transmit(self, limit: int) -> list[bytes]:
+        """The frames :meth:`poll_transmit` would return next, encoded (one
+        ``bytes`` per frame), until they reach ``limit`` bytes: at least one
+        frame when any is ready, none when nothing is. For a runtime writing
+        batches; cheaper than encoding each :class:`Frame`."""
+        frames: list[bytes] = []
+        self._take_frames(frames, limit, True)
+        return frames
 
     def poll_event(self) -> Event | None:
         """The next event for the application, if any."""
@@ -2299,14 +2303,33 @@ class Connection:
         self._next_ping_token += 1
         return t
 
-    def _next_frame(self) -> Frame | None:
+    def _take_frames(self, sink: list[Any], limit: int, encode: bool) -> None:
+        """Appends the next frames to ``sink`` until they reach ``limit``
+        bytes or none is ready, as :class:`Frame` objects or, with
+        ``encode``, as their wire bytes. After each frame, input paused for
+        room in the control queue resumes; when none is ready, a drained
+        shutdown finishes."""
+        size = 0
+        while size < limit:
+            frame = self._next_frame(encode)
+            if frame is None:
+                self._maybe_finish()
+                return
+            sink.append(frame)
+            size += len(frame) if encode else HEADER_LEN + len(frame.payload)
+            if self._input_blocked:
+                self._resume_input()
+
+    def _next_frame(self, encode: bool) -> Any:
+        """The next frame (its wire bytes with ``encode``), or ``None``."""
         if self._deferred and not any(m.is_unsent_open() for m in self._out):
             # Every call opened before `close` has gone out: the GOAWAY may
             # follow them.
             while self._deferred:
                 self._control.appendleft(self._deferred.pop())
         if self._control:
-            return self._control.popleft()
+            control = self._control.popleft()
+            return control.to_bytes() if encode else control
         if not self._out:
             return None
         lim = self._config.limits
@@ -2356,8 +2379,8 @@ class Connection:
             opening = not started
             if unsent_open:
                 opens.popleft()
-            frame = msg.next_frame(budget)
-            n = len(frame.payload)
+            ty, flags, codec, arg, payload = msg.cut(budget)
+            n = len(payload)
             done = msg.is_done()
             self._queued_bytes -= n
             self._send_credit -= n
@@ -2384,7 +2407,9 @@ class Connection:
             if self._send_blocked and self._queued_bytes < lim.max_send_queue:
                 self._send_blocked = False
                 self._push_event(Writable(None), 0, None)
-            return frame
+            if encode:
+                return pack_header(n, ty, flags, codec, 0, msg.id, arg) + payload
+            return _new_frame(trusted_header(n, ty, flags, codec, msg.id, arg), payload)
         return None
 
     # ----- internals: closing -------------------------------------------------

@@ -3,8 +3,9 @@
 
 Two tasks per connection surround the core: a reader feeds it bytes (or
 whole WebSocket frames) while :meth:`~gatewire.protocol.Connection.wants_read`
-allows, and a writer drains :meth:`~gatewire.protocol.Connection.poll_transmit`
-in batches of up to 64 KiB (as the Rust runtime), so reading never waits for
+allows, and a writer drains the core's frames, encoded by
+:meth:`~gatewire.protocol.Connection.transmit` in batches of up to 64 KiB (as
+the Rust runtime), so reading never waits for
 writing. While the writer is idle and the transport's buffer has room, the
 frames queued during one turn of the loop are written together by one
 callback, without waking it; the writer takes over whenever a write must wait
@@ -623,19 +624,10 @@ class Connection:
 
     def _take_batch(self) -> list[bytes]:
         """Frames from the core, up to ``MAX_BATCH`` bytes."""
-        core = self._core
-        batch: list[bytes] = []
-        size = 0
-        while size < MAX_BATCH:
-            frame = core.poll_transmit()
-            if frame is None:
-                break
-            data = frame.to_bytes()
-            batch.append(data)
-            size += len(data)
+        batch = self._core.transmit(MAX_BATCH)
         if batch:
             self._stats_frames_sent += len(batch)
-            self._stats_bytes_sent += size
+            self._stats_bytes_sent += sum(map(len, batch))
             self._stats_writes += 1
         return batch
 
