@@ -80,7 +80,6 @@ from .exceptions import (
     WrongParity,
 )
 from .frame import (
-    HEADER_LEN,
     MAX_FRAME_CEILING,
     PING_PAYLOAD_LEN,
     U32_MAX,
@@ -1465,9 +1464,12 @@ class Connection:
         """The next frame to write, if any. Control frames go first; messages
         take turns frame by frame, so a bulk transfer delays a small call by
         at most one fragment."""
-        frames: list[Frame] = []
-        self._take_frames(frames, 1, False)
-        return frames[0] if frames else None
+        frame: Frame | None = self._next_frame(False)
+        if frame is None:
+            self._maybe_finish()
+        elif self._input_blocked:
+            self._resume_input()
+        return frame
 
     def transmit(self, limit: int) -> list[bytes]:
         """The frames :meth:`poll_transmit` would return next, encoded (one
@@ -1475,7 +1477,16 @@ class Connection:
         frame when any is ready, none when nothing is. For a runtime writing
         batches; cheaper than encoding each :class:`Frame`."""
         frames: list[bytes] = []
-        self._take_frames(frames, limit, True)
+        size = 0
+        while size < limit:
+            frame: bytes | None = self._next_frame(True)
+            if frame is None:
+                self._maybe_finish()
+                break
+            frames.append(frame)
+            size += len(frame)
+            if self._input_blocked:
+                self._resume_input()
         return frames
 
     def poll_event(self) -> Event | None:
@@ -2303,25 +2314,9 @@ class Connection:
         self._next_ping_token += 1
         return t
 
-    def _take_frames(self, sink: list[Any], limit: int, encode: bool) -> None:
-        """Appends the next frames to ``sink`` until they reach ``limit``
-        bytes or none is ready, as :class:`Frame` objects or, with
-        ``encode``, as their wire bytes. After each frame, input paused for
-        room in the control queue resumes; when none is ready, a drained
-        shutdown finishes."""
-        size = 0
-        while size < limit:
-            frame = self._next_frame(encode)
-            if frame is None:
-                self._maybe_finish()
-                return
-            sink.append(frame)
-            size += len(frame) if encode else HEADER_LEN + len(frame.payload)
-            if self._input_blocked:
-                self._resume_input()
-
     def _next_frame(self, encode: bool) -> Any:
-        """The next frame (its wire bytes with ``encode``), or ``None``."""
+        """The next frame (its wire bytes with ``encode``), or ``None``.
+        Taking a frame may free room for input: the caller resumes it."""
         if self._deferred and not any(m.is_unsent_open() for m in self._out):
             # Every call opened before `close` has gone out: the GOAWAY may
             # follow them.
