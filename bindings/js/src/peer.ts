@@ -1150,7 +1150,13 @@ class Driver {
       void (async () => {
         let outcome: { ok: true; reply: Message } | { ok: false; status: Status };
         try {
-          outcome = { ok: true, reply: replyMessage(await handler(ctx, msg)) };
+          const value = await handler(ctx, msg);
+          try {
+            outcome = { ok: true, reply: replyMessage(value) };
+          } catch {
+            // Not a reply: the handler's fault, not the caller's argument.
+            outcome = { ok: false, status: new Status(ErrorCode.INTERNAL, 'handler failed') };
+          }
         } catch (e) {
           outcome = { ok: false, status: Status.from(e) };
         }

@@ -127,7 +127,13 @@ for (const framing of ['stream', 'message'] as const) {
         .unary(12, () => {
           throw new Status(ErrorCode.PERMISSION_DENIED, 'no', new Uint8Array([9]));
         })
-        .unary(13, () => undefined as unknown as Message);
+        .unary(13, () => undefined as unknown as Message)
+        .unary(14, () => 42 as unknown as Message)
+        .unary(15, async () => {
+          await Promise.resolve();
+          throw new Status(ErrorCode.UNAVAILABLE, 'later');
+        })
+        .unary(16, () => Promise.resolve(new Uint8Array([1, 2])));
       const { client } = await pair(framing, { router });
       const e10 = await rejection(client.call(10, ''));
       assert.ok(e10 instanceof RemoteError);
@@ -143,6 +149,15 @@ for (const framing of ['stream', 'message'] as const) {
       assert.equal(e12.wireCode, ErrorCode.PERMISSION_DENIED);
       assert.deepEqual([...(e12.details ?? [])], [9]);
       assert.equal((await client.call(13, 'x')).body.length, 0);
+      // A reply that is no message is the handler's failure.
+      const e14 = await rejection(client.call(14, ''));
+      assert.ok(e14 instanceof RemoteError);
+      assert.equal(e14.wireCode, ErrorCode.INTERNAL);
+      const e15 = await rejection(client.call(15, ''));
+      assert.ok(e15 instanceof RemoteError);
+      assert.equal(e15.wireCode, ErrorCode.UNAVAILABLE);
+      assert.equal(e15.detail, 'later');
+      assert.deepEqual([...(await client.call(16, '')).body], [1, 2]);
       const e99 = await rejection(client.call(99, ''));
       assert.ok(e99 instanceof RemoteError);
       assert.equal(e99.code, 'rpc.remote');
