@@ -1679,6 +1679,7 @@ export class Connection {
       const msg = toMessage(payload, options.codec);
       const { signal, timeoutMs } = options;
       checkTimeout(timeoutMs);
+      checkAborted(signal);
       const deadlineAt = timeoutMs === undefined ? undefined : now() + timeoutMs;
       const result = deferred<Message>();
       const pending: PendingCall = { resolve: result.resolve, reject: result.reject };

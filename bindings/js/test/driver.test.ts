@@ -228,6 +228,9 @@ for (const framing of ['stream', 'message'] as const) {
       assert.ok(e2 instanceof AbortedError);
       assert.deepEqual(client.stats().callsOut, 0);
       await client.close();
+      // Once closed, an aborted signal still says so first.
+      const e3 = await rejection(client.call(1, '', { signal: AbortSignal.abort() }));
+      assert.ok(e3 instanceof AbortedError);
     });
 
     it('a slow stream consumer slows its producer (credit), then gets everything in order', async () => {

@@ -705,6 +705,19 @@ def test_no_call_is_lost_or_duplicated(
     assert p.client.is_connected() and p.server.is_connected()
 
 
+def test_transmit_takes_at_least_one_ready_frame() -> None:
+    p = Pair()
+    p.connect()
+    ids = [p.client.send_request(1, msg(b"x" * 100)) for _ in range(3)]
+    one = p.client.transmit(0)
+    assert len(one) == 1 and len(one[0]) == 16 + 100
+    rest = p.client.transmit(1 << 20)
+    assert len(rest) == 2
+    assert p.client.transmit(1 << 20) == []
+    p.server.handle_bytes(p.now, b"".join(one + rest))
+    assert [e.id for e in p.collect("server") if isinstance(e, Request)] == ids
+
+
 _pings = st.tuples(st.just("ping"), st.integers(1, 8), st.just(False))
 _ops_with_pings = st.lists(
     st.one_of(_req, _req, _respond, _respond, _cancel, _pump, _pump, _advance, _pings),

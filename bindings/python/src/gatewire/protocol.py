@@ -1478,7 +1478,7 @@ class Connection:
         batches; cheaper than encoding each :class:`Frame`."""
         frames: list[bytes] = []
         size = 0
-        while size < limit:
+        while True:
             frame: bytes | None = self._next_frame(True)
             if frame is None:
                 self._maybe_finish()
@@ -1487,6 +1487,8 @@ class Connection:
             size += len(frame)
             if self._input_blocked:
                 self._resume_input()
+            if size >= limit:
+                break
         return frames
 
     def poll_event(self) -> Event | None:

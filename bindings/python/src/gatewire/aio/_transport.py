@@ -451,9 +451,16 @@ class WsTransport(Transport):
         # Batched writes use the connection's sans-I/O protocol object
         # (websockets 16's asyncio API); without it every frame goes
         # through ``send``.
-        self._batched = all(
-            hasattr(ws, name) for name in ("protocol", "send_in_progress", "paused", "transport")
-        ) and hasattr(getattr(ws, "protocol", None), "send_binary")
+        # Frames are encoded here only without extensions (gatewire never
+        # negotiates permessage-deflate).
+        self._batched = (
+            all(
+                hasattr(ws, name)
+                for name in ("protocol", "send_in_progress", "paused", "transport")
+            )
+            and hasattr(getattr(ws, "protocol", None), "send_binary")
+            and not getattr(ws.protocol, "extensions", None)
+        )
         if self._batched:
             from websockets.protocol import Side  # noqa: PLC0415 - optional dependency
 
