@@ -5,11 +5,10 @@ Two tasks per connection surround the core: a reader feeds it bytes (or
 whole WebSocket frames) while :meth:`~gatewire.protocol.Connection.wants_read`
 allows, and a writer drains the core's frames, encoded by
 :meth:`~gatewire.protocol.Connection.transmit` in batches of up to 64 KiB (as
-the Rust runtime), so reading never waits for
-writing. While the writer is idle and the transport's buffer has room, the
-frames queued during one turn of the loop are written together by one
-callback, without waking it; the writer takes over whenever a write must wait
-(backpressure). One timer,
+the Rust runtime), so reading never waits for writing. While the writer is
+idle and the transport's buffer has room, the frames queued during one turn
+of the loop are written together by one callback, without waking it; the
+writer takes over whenever a write must wait (backpressure). One timer,
 re-armed from :meth:`~gatewire.protocol.Connection.poll_timeout`, fires the
 core's deadlines (handshake, keepalive, call deadlines, drain...). After
 every input or command the runtime routes the core's events: responses to
