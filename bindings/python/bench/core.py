@@ -1,11 +1,12 @@
 """The sans-IO core alone, no sockets and no event loop: round trips per
 second of 32-byte calls between a client and a server core in one process,
-64 at a time (what one round trip costs both ends in the protocol core)::
+64 at a time (what one round trip costs both ends in the protocol core),
+then what each step of a call costs::
 
     python3 bench/core.py [--rounds N] [--reps N]
 
 Run it pinned (``taskset -c 0``) on a quiet machine; it prints the median
-of the repetitions.
+of the repetitions, and per step the best of ``--rounds`` batches of 64.
 """
 
 from __future__ import annotations
@@ -67,6 +68,62 @@ def round_trips(rounds: int) -> float:
     return done / (time.perf_counter() - start)
 
 
+def steps(rounds: int) -> dict[str, float]:
+    """Microseconds per call of each step, the best of ``rounds`` batches of
+    ``IN_FLIGHT`` calls on fresh connections."""
+    names = [
+        "send_request",
+        "take requests (transmit)",
+        "take requests (poll_transmit, to_bytes)",
+        "server: receive requests",
+        "server: answer and take responses",
+        "client: receive responses",
+    ]
+    best = dict.fromkeys(names, float("inf"))
+
+    def keep(name: str, seconds: float) -> None:
+        best[name] = min(best[name], seconds / IN_FLIGHT * 1e6)
+
+    message = Message(Codec.RAW, bytes(range(32)))
+    clock = time.perf_counter
+    for i in range(rounds):
+        client, server = connected()
+        t0 = clock()
+        for _ in range(IN_FLIGHT):
+            client.send_request(METHOD, message, None)
+        t1 = clock()
+        if i % 2:
+            requests = client.transmit(1 << 20)
+            keep("take requests (transmit)", clock() - t1)
+        else:
+            requests = []
+            while (frame := client.poll_transmit()) is not None:
+                requests.append(frame.to_bytes())
+            keep("take requests (poll_transmit, to_bytes)", clock() - t1)
+        keep("send_request", t1 - t0)
+        t2 = clock()
+        server.handle_bytes(0, b"".join(requests))
+        received = []
+        while (event := server.poll_event()) is not None:
+            received.append(event)
+        t3 = clock()
+        for event in received:
+            if isinstance(event, Request):
+                server.send_response(event.id, event.message)
+        responses = b"".join(server.transmit(1 << 20))
+        t4 = clock()
+        client.handle_bytes(0, responses)
+        done = 0
+        while (event := client.poll_event()) is not None:
+            done += isinstance(event, Response)
+        t5 = clock()
+        assert done == IN_FLIGHT
+        keep("server: receive requests", t3 - t2)
+        keep("server: answer and take responses", t4 - t3)
+        keep("client: receive responses", t5 - t4)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=300, help="batches of 64 calls per repetition")
@@ -75,6 +132,9 @@ def main() -> None:
     round_trips(max(1, args.rounds // 6))
     runs = [round_trips(args.rounds) for _ in range(args.reps)]
     print(f"core round trips/s, median of {args.reps}: {statistics.median(runs):,.0f}")
+    print(f"per call, best of {args.rounds} batches of {IN_FLIGHT}:")
+    for name, us in steps(max(2, args.rounds)).items():
+        print(f"  {name:42} {us:5.2f} us")
 
 
 if __name__ == "__main__":
