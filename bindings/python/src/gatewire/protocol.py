@@ -42,7 +42,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Literal, TypeAlias, overload
 
 from .code import ErrorCode
 from .codec import Frame, FrameDecoder
@@ -1464,7 +1464,7 @@ class Connection:
         """The next frame to write, if any. Control frames go first; messages
         take turns frame by frame, so a bulk transfer delays a small call by
         at most one fragment."""
-        frame: Frame | None = self._next_frame(False)
+        frame = self._next_frame(False)
         if frame is None:
             self._maybe_finish()
         elif self._input_blocked:
@@ -1479,7 +1479,7 @@ class Connection:
         frames: list[bytes] = []
         size = 0
         while True:
-            frame: bytes | None = self._next_frame(True)
+            frame = self._next_frame(True)
             if frame is None:
                 self._maybe_finish()
                 break
@@ -2316,7 +2316,13 @@ class Connection:
         self._next_ping_token += 1
         return t
 
-    def _next_frame(self, encode: bool) -> Any:
+    @overload
+    def _next_frame(self, encode: Literal[False]) -> Frame | None: ...
+
+    @overload
+    def _next_frame(self, encode: Literal[True]) -> bytes | None: ...
+
+    def _next_frame(self, encode: bool) -> Frame | bytes | None:
         """The next frame (its wire bytes with ``encode``), or ``None``.
         Taking a frame may free room for input: the caller resumes it."""
         if self._deferred and not any(m.is_unsent_open() for m in self._out):

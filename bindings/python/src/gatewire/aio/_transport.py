@@ -560,10 +560,12 @@ class WsTransport(Transport):
         mask = self._apply_mask
         transport = self._ws.transport
         parts: list[bytes] = []
-        for f in frames:
+        # A fresh masking key per frame, drawn for the whole batch at once.
+        keys = secrets.token_bytes(4 * len(frames)) if masked else b""
+        for i, f in enumerate(frames):
             head = _ws_head(len(f), masked)
             if masked:
-                key = secrets.token_bytes(4)
+                key = keys[4 * i : 4 * i + 4]
                 parts += (head + key, mask(f, key))
             else:
                 parts += (head, f)
