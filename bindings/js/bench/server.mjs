@@ -12,10 +12,12 @@
  * Every kind serves the same two things: an echo of small messages, and a
  * bulk sink that takes one upload, holds it in one contiguous buffer and
  * acknowledges with its length in bytes. Where the library delivers the
- * upload in pieces (a gatewire stream, a bare `net` socket) the sink copies
- * them into one buffer that it keeps and reuses for the next upload; where
- * the library assembles one buffer itself (socket.io, `ws`, a gatewire
- * single message) the sink holds that buffer.
+ * upload in pieces (a bare `net` socket) the sink copies them into one
+ * buffer that it keeps and reuses for the next upload; gatewire's sinks
+ * move what they receive (the messages of a stream, or one message) into
+ * such a buffer with `moveBody`, which copies each fragment once from the
+ * blocks the socket read into; where the library assembles one buffer
+ * itself (socket.io, `ws`) the sink holds that buffer.
  */
 
 import { once } from 'node:events';
@@ -23,7 +25,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { join } from 'node:path';
 
-import { serve, Router } from 'gatewire/node';
+import { bodyLength, moveBody, serve, Router } from 'gatewire/node';
 import { Server as SocketIoServer } from 'socket.io';
 import msgpackParser from 'socket.io-msgpack-parser';
 import { WebSocketServer } from 'ws';
@@ -63,12 +65,11 @@ function gatewireRouter() {
       const buf = sink.get(readU32(first.body));
       let at = 0;
       for await (const m of rx) {
-        buf.set(m.body, at);
-        at += m.body.length;
+        at += moveBody(m, buf, at).length;
       }
       await tx.send(u32(at));
     })
-    .unary(3, (_ctx, req) => u32(req.body.length));
+    .unary(3, (_ctx, req) => u32(moveBody(req, sink.get(bodyLength(req))).length));
 }
 
 /**

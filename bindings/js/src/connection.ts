@@ -181,6 +181,106 @@ export interface Message {
   uncompressedLen?: number | undefined;
 }
 
+/**
+ * A message reassembled from several fragments. Its body stays in the
+ * pieces it arrived in (lent input among them) until it is first read,
+ * when they are gathered into one new array and the input is given back;
+ * or until {@link moveBody} copies the pieces straight into the caller's
+ * buffer. Either happens once.
+ */
+class PiecedMessage implements Message {
+  readonly codec: Codec;
+  readonly uncompressedLen: number | undefined;
+  /** The body's length. */
+  readonly length: number;
+  #parts: Uint8Array[] | undefined;
+  #releases: (() => void)[];
+  #body: Uint8Array = EMPTY;
+
+  constructor(
+    codec: Codec,
+    uncompressedLen: number | undefined,
+    parts: Uint8Array[],
+    length: number,
+    releases: (() => void)[],
+  ) {
+    this.codec = codec;
+    this.uncompressedLen = uncompressedLen;
+    this.#parts = parts;
+    this.length = length;
+    this.#releases = releases;
+  }
+
+  get body(): Uint8Array {
+    if (this.#parts !== undefined) {
+      this.#settle(gather(this.#parts, this.length));
+    }
+    return this.#body;
+  }
+
+  set body(body: Uint8Array) {
+    this.#settle(body);
+  }
+
+  /** Copies the body (its pieces, else the gathered array) to `target` at `offset`, which then holds it. */
+  moveInto(target: Uint8Array, offset: number): Uint8Array {
+    const parts = this.#parts;
+    if (parts === undefined) {
+      target.set(this.#body, offset);
+    } else {
+      let at = offset;
+      for (const p of parts) {
+        target.set(p, at);
+        at += p.length;
+      }
+    }
+    const view = target.subarray(offset, offset + this.length);
+    this.#settle(view);
+    return view;
+  }
+
+  /** `body` is the body from now on; the pieces are dropped and the lent input given back. */
+  #settle(body: Uint8Array): void {
+    this.#body = body;
+    this.#parts = undefined;
+    const releases = this.#releases;
+    this.#releases = [];
+    for (const r of releases) {
+      r();
+    }
+  }
+}
+
+/** The length of `m`'s body, without gathering a body still in pieces. */
+export function bodyLength(m: Message): number {
+  return m instanceof PiecedMessage ? m.length : m.body.length;
+}
+
+/**
+ * Copies `m`'s body into `target` at `offset` and returns the view of it
+ * there; `m.body` is that view from then on (so it changes if `target`
+ * is overwritten). A body that arrived in several fragments is copied
+ * from the pieces it arrived in, once, without first being gathered into
+ * an array of its own: for receiving a large upload into one buffer the
+ * application keeps.
+ *
+ * @throws {RangeError} when the body does not fit in `target` at `offset`
+ *   (nothing is copied then).
+ */
+export function moveBody(m: Message, target: Uint8Array, offset = 0): Uint8Array {
+  const length = bodyLength(m);
+  if (!Number.isInteger(offset) || offset < 0 || offset + length > target.length) {
+    throw new RangeError(`a body of ${length} bytes does not fit at offset ${offset} of ${target.length} bytes`);
+  }
+  if (m instanceof PiecedMessage) {
+    return m.moveInto(target, offset);
+  }
+  target.set(m.body, offset);
+  const view = target.subarray(offset, offset + length);
+  m.body = view;
+  return view;
+}
+
 /** An uncompressed message. */
 export function message(codec: Codec, body: Uint8Array): Message {
   return { codec, body, uncompressedLen: undefined };
@@ -580,7 +680,7 @@ class Assembly {
   readonly deadline: number | undefined;
   readonly uncompressed: number | undefined;
   readonly #chunks: Uint8Array[];
-  /** The fragments' `release` callbacks (lent input), called once the body is gathered. */
+  /** The fragments' `release` callbacks (lent input), called once the body is gathered or moved. */
   readonly #releases: (() => void)[] = [];
   bodyLen: number;
   fragments = 1;
@@ -608,7 +708,7 @@ class Assembly {
     this.expires = expires;
   }
 
-  /** Adds a fragment's payload (its pieces when the decoder left them apart: they are copied only once, by `body`). */
+  /** Adds a fragment's payload (its pieces when the decoder left them apart: they are copied only once, when the body is taken). */
   push(frame: Frame): void {
     if (frame.parts !== undefined) {
       for (const p of frame.parts) {
@@ -624,19 +724,15 @@ class Assembly {
   }
 
   /**
-   * The whole body: the pieces gathered into one new array (the lent input
-   * they lay in is then given back), or the one piece itself.
+   * The complete message: the one piece itself, or the pieces left as they
+   * are, gathered or moved only when the application takes the body (the
+   * lent input they lie in is given back then).
    */
-  body(): Uint8Array {
+  message(): Message {
     if (this.#chunks.length === 1) {
-      return this.#chunks[0] as Uint8Array;
+      return { codec: this.codec, body: this.#chunks[0] as Uint8Array, uncompressedLen: this.uncompressed };
     }
-    const out = gather(this.#chunks, this.bodyLen);
-    this.#chunks.length = 0;
-    for (const r of this.#releases) {
-      r();
-    }
-    return out;
+    return new PiecedMessage(this.codec, this.uncompressed, this.#chunks, this.bodyLen, this.#releases);
   }
 }
 
@@ -863,7 +959,7 @@ function messageLen(e: ConnectionEvent): number {
     case 'Event':
     case 'StreamOpened':
     case 'StreamData':
-      return e.message.body.length;
+      return bodyLength(e.message);
     default:
       return 0;
   }
@@ -2403,7 +2499,7 @@ export class Connection {
       return;
     }
     call.assembly = undefined;
-    const message: Message = { codec: a.codec, body: a.body(), uncompressedLen: a.uncompressed };
+    const message = a.message();
     const end = hasFlag(a.flags, Flags.END);
     switch (a.ty) {
       case FrameType.RESPONSE:

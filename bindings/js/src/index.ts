@@ -123,6 +123,7 @@ export {
   type Timeouts,
 } from './limits.js';
 export {
+  bodyLength,
   COMPRESSION_ZSTD,
   compressedMessage,
   /** The core state machine (also `gatewire/connection`'s `Connection`); the driver's {@link Connection} wraps it. */
@@ -136,6 +137,7 @@ export {
   MIN_FRAGMENT,
   flatbuffersMessage,
   message,
+  moveBody,
   PROTOCOL_VERSION,
   rawMessage,
   truncateReason,

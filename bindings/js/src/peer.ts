@@ -31,6 +31,7 @@
 import type { ErrorInfo, Service } from './control.js';
 import { encodeServiceList, utf8Encode } from './control.js';
 import {
+  bodyLength,
   Connection as CoreConnection,
   message as makeMessage,
   type ConnectionEvent,
@@ -945,9 +946,9 @@ class Driver {
         if (slot !== undefined) {
           // An empty raw message with END (`finish`) only ends the half.
           const m = e.message;
-          const bareEnd = e.end && m.body.length === 0 && m.codec === Codec.RAW;
+          const bareEnd = e.end && bodyLength(m) === 0 && m.codec === Codec.RAW;
           if (!bareEnd) {
-            const credit = m.body.length + (m.uncompressedLen !== undefined ? 4 : 0);
+            const credit = bodyLength(m) + (m.uncompressedLen !== undefined ? 4 : 0);
             slot.queue.push({ message: m, credit });
           }
           if (e.end) {

@@ -13,12 +13,14 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 
 import {
+  bodyLength,
   Codec,
   CoreConnection as Connection,
   FrameDecoder,
   FrameType,
   framesToBytes,
   message,
+  moveBody,
   newFrame,
   newHeader,
   ReadBuffer,
@@ -192,7 +194,9 @@ describe('Connection with lent input', () => {
   /**
    * A client sends messages (some fragmented) to a server whose input is
    * lent in arbitrary pieces from a pool that scribbles over what is given
-   * back; the server's bodies must read as sent once everything arrived.
+   * back; the server's bodies must read as sent once everything arrived,
+   * whether the application read each body at once, only at the end, or
+   * moved it into a buffer of its own (at once or at the end).
    */
   it('reassembles messages out of reused arrays without corrupting any body', () => {
     fc.assert(
@@ -200,7 +204,27 @@ describe('Connection with lent input', () => {
         fc.array(fc.oneof(fc.nat(500), fc.integer({ min: 5000, max: 150_000 })), { minLength: 1, maxLength: 6 }),
         fc.integer({ min: 1024, max: 64 * 1024 }),
         fc.array(fc.integer({ min: 1, max: 100_000 }), { minLength: 1, maxLength: 8 }),
-        (lens, fragment, reads) => {
+        fc.array(fc.constantFrom('read', 'hold', 'move', 'move later'), { minLength: 1, maxLength: 6 }),
+        (lens, fragment, reads, takes) => {
+          const take = (i: number): string => takes[i % takes.length] as string;
+          const total = lens.reduce((a, b) => a + b, 0);
+          const target = new Uint8Array(total + 7);
+          const offsets = lens.map((_, i) => 7 + lens.slice(0, i).reduce((a, b) => a + b, 0));
+          const moved: Uint8Array[] = [];
+          const takeBody = (e: ConnectionEvent, i: number): void => {
+            assert.ok(e.type === 'Event');
+            if (take(i).startsWith('move')) {
+              const at = offsets[i] as number;
+              const view = moveBody(e.message, target, at);
+              assert.equal(view.length, lens[i]);
+              assert.equal(view.buffer, target.buffer);
+              assert.equal(view.byteOffset, at);
+              moved[i] = view;
+            } else {
+              assert.equal(bodyLength(e.message), lens[i]);
+              void e.message.body;
+            }
+          };
           const client = new Connection({ role: 'client', limits: { sendFragment: fragment } }, 0);
           const server = new Connection({ role: 'server' }, 0);
           const pool = new Pool();
@@ -234,7 +258,10 @@ describe('Connection with lent input', () => {
                 if (e.type === 'HelloReceived') {
                   server.accept();
                 } else if (e.type === 'Event') {
-                  serverEvents.push(e);
+                  const i = serverEvents.push(e) - 1;
+                  if (take(i) === 'read' || take(i) === 'move') {
+                    takeBody(e, i);
+                  }
                 }
                 moved = true;
               }
@@ -251,11 +278,23 @@ describe('Connection with lent input', () => {
             drive();
           }
           assert.equal(serverEvents.length, bodies.length);
+          const releasedBeforeTaking = pool.released;
+          serverEvents.forEach((e, i) => {
+            if (take(i) === 'hold' || take(i) === 'move later') {
+              takeBody(e, i);
+            }
+          });
           serverEvents.forEach((e, i) => {
             assert.ok(e.type === 'Event');
             assert.equal(e.method, 10 + i);
             assert.deepEqual(e.message.body, bodies[i]);
+            if (take(i).startsWith('move')) {
+              // The body now lies in the application's buffer.
+              assert.equal(e.message.body, moved[i]);
+              assert.deepEqual(moved[i], bodies[i]);
+            }
           });
+          assert.ok(pool.released >= releasedBeforeTaking);
           if (lens.some((n) => n > fragment)) {
             // Reassembled messages gave their arrays back.
             assert.ok(pool.released > 0);
@@ -264,6 +303,94 @@ describe('Connection with lent input', () => {
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('A reassembled body in lent input', () => {
+  /** A server that received one 200,000-byte event in 16 KiB fragments, its input lent in 64 KiB reads. */
+  function received(): { body: Uint8Array; event: ConnectionEvent; pool: Pool } {
+    const client = new Connection({ role: 'client', limits: { sendFragment: 16 * 1024 } }, 0);
+    const server = new Connection({ role: 'server' }, 0);
+    const pool = new Pool();
+    const body = pattern(200_000, 3);
+    let event: ConnectionEvent | undefined;
+    let connected = false;
+    let sent = false;
+    for (let round = 0; round < 100 && event === undefined; round++) {
+      if (connected && !sent) {
+        client.sendEvent(7, message(Codec.RAW, body));
+        sent = true;
+      }
+      const out: Frame[] = [];
+      for (let f = client.pollTransmit(); f !== undefined; f = client.pollTransmit()) {
+        out.push(f);
+      }
+      const wire = framesToBytes(out);
+      for (let at = 0; at < wire.length; at += 64 * 1024) {
+        const [data, release] = pool.lend(wire.subarray(at, at + 64 * 1024));
+        server.handleBytes(0, data, release);
+      }
+      for (let f = server.pollTransmit(); f !== undefined; f = server.pollTransmit()) {
+        client.handleBytes(0, framesToBytes([f]));
+      }
+      for (let e = client.pollEvent(); e !== undefined; e = client.pollEvent()) {
+        connected ||= e.type === 'Connected';
+      }
+      for (let e = server.pollEvent(); e !== undefined; e = server.pollEvent()) {
+        if (e.type === 'HelloReceived') {
+          server.accept();
+        } else if (e.type === 'Event') {
+          event = e;
+        }
+      }
+    }
+    assert.ok(event !== undefined);
+    return { body, event, pool };
+  }
+
+  it("keeps its input until moved into the application's buffer, then gives all of it back", () => {
+    const { body, event, pool } = received();
+    assert.ok(event.type === 'Event');
+    // The message still refers to the reads its fragments lie in.
+    assert.ok(pool.released < pool.lent);
+    assert.equal(bodyLength(event.message), body.length);
+    const target = new Uint8Array(body.length + 10).fill(1);
+    const view = moveBody(event.message, target, 10);
+    assert.equal(pool.released, pool.lent);
+    assert.deepEqual(target.subarray(0, 10), new Uint8Array(10).fill(1));
+    assert.deepEqual(view, body);
+    assert.equal(event.message.body, view);
+  });
+
+  it('keeps its input until read, then gives all of it back', () => {
+    const { body, event, pool } = received();
+    assert.ok(event.type === 'Event');
+    assert.ok(pool.released < pool.lent);
+    assert.deepEqual(event.message.body, body);
+    assert.equal(pool.released, pool.lent);
+    // Read once: the same array every time.
+    assert.equal(event.message.body, event.message.body);
+  });
+
+  it('is left where it is when it does not fit', () => {
+    const { body, event, pool } = received();
+    assert.ok(event.type === 'Event');
+    const target = new Uint8Array(body.length);
+    assert.throws(() => moveBody(event.message, target, 1), RangeError);
+    assert.throws(() => moveBody(event.message, new Uint8Array(body.length + 1), -1), RangeError);
+    assert.throws(() => moveBody(event.message, new Uint8Array(body.length + 1), 0.5), RangeError);
+    assert.ok(pool.released < pool.lent);
+    assert.deepEqual(target, new Uint8Array(body.length));
+    assert.deepEqual(moveBody(event.message, target), body);
+  });
+
+  it('moves a body that arrived whole by copying it', () => {
+    const m = message(Codec.RAW, pattern(100, 1));
+    const target = new Uint8Array(120);
+    const view = moveBody(m, target, 20);
+    assert.equal(m.body, view);
+    assert.deepEqual(view, pattern(100, 1));
+    assert.throws(() => moveBody(m, target, 21), RangeError);
   });
 });
 
@@ -286,12 +413,30 @@ describe('Node sockets reading into pooled blocks', () => {
 
   it('delivers large streamed messages and small calls intact over tcp and unix', { timeout: 60_000 }, async () => {
     const sockets = socketDir();
-    const kept: Uint8Array[] = [];
+    // Bodies read at once, moved into one buffer at once, and held unread
+    // until all arrived (their pooled blocks stay lent meanwhile).
+    const kept: (() => Uint8Array)[] = [];
     const router = new Router()
       .unary(1, (_ctx, req) => req)
       .stream(2, async (_ctx, _first, rx, tx) => {
+        const into = new Uint8Array(12 << 20);
+        let at = 0;
         for await (const m of rx) {
-          kept.push(m.body);
+          switch (kept.length % 3) {
+            case 0: {
+              const body = m.body;
+              kept.push(() => body);
+              break;
+            }
+            case 1: {
+              const view = moveBody(m, into, at);
+              at += view.length;
+              kept.push(() => view);
+              break;
+            }
+            default:
+              kept.push(() => m.body);
+          }
         }
         await tx.send(new Uint8Array([1]));
       });
@@ -317,7 +462,7 @@ describe('Node sockets reading into pooled blocks', () => {
         await Promise.all(small);
         // Every body is checked after all were received: one overwritten by a later read would differ.
         assert.equal(kept.length, sent.length);
-        kept.forEach((b, i) => assert.deepEqual(b, sent[i]));
+        kept.forEach((b, i) => assert.deepEqual(b(), sent[i]));
         await conn.close();
       }
     } finally {
