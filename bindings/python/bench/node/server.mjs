@@ -133,8 +133,8 @@ async function serveGatewire() {
       const bytes = sinkBuffer(total);
       let filled = 0;
       for await (const m of rx) {
-        bytes.set(m.body, filled);
-        filled += m.body.length;
+        // Each message's fragments are copied once, from the socket's read blocks into `bytes`.
+        filled += gw.moveBody(m, bytes, filled).length;
       }
       await tx.send(new Uint8Array(new Float64Array(ack(new Float64Array(bytes.buffer, 0, filled / 8))).buffer));
     });
