@@ -36,6 +36,7 @@ import { BULK_LIMITS, CHUNK, median, quantile, readU32, u32 } from './common.mjs
  * @property {number} window calls in flight
  * @property {number} bulkBytes
  * @property {number} bulkUploads
+ * @property {number} bulkWarmUp uploads before the measured ones
  */
 
 const PAYLOAD = new Uint8Array(32).fill(0x61);
@@ -299,14 +300,6 @@ async function throughput(client, n, window) {
 }
 
 /**
- * Uploads before the measured ones. Pinned to one CPU, an upload's time
- * settles only after about a dozen uploads (V8's compiler threads share
- * that CPU while the hot code is optimized): with 2, the measured uploads
- * were that warm-up, 10–30 ms against 6–9 ms after it.
- */
-const BULK_WARM_UP = 12;
-
-/**
  * `n` uploads of `data`, one after the other; the median time of one.
  *
  * @param {Client} client
@@ -347,7 +340,7 @@ async function run(job) {
   }
   if (job.shapes.includes('bulk')) {
     const data = new Float64Array(job.bulkBytes / 8).map((_, i) => i * 0.5);
-    await bulk(client, data, BULK_WARM_UP);
+    await bulk(client, data, job.bulkWarmUp);
     out['bulk'] = await bulk(client, data, job.bulkUploads);
   }
   await client.close();

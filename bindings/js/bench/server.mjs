@@ -16,7 +16,7 @@
  * buffer that it keeps and reuses for the next upload; gatewire's sinks
  * move what they receive (the messages of a stream, or one message) into
  * such a buffer with `moveBody`, which copies each fragment once from the
- * blocks the socket read into; where the library assembles one buffer
+ * pieces it arrived in; where the library assembles one buffer
  * itself (socket.io, `ws`) the sink holds that buffer.
  */
 

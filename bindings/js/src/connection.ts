@@ -37,8 +37,11 @@
  * those afterwards); the receive buffer never overwrites bytes it has
  * handed out. Input may be lent (`handleBytes` with a `release` callback):
  * it is given back once nothing refers to it, which happens when the bytes
- * were copied (short frames, reassembled messages) and never when a view of
- * them went to the application. Message bodies passed to `send*` are kept by reference, and
+ * were copied (short frames) and never when a view of them went to the
+ * application. A message reassembled from several fragments keeps its
+ * pieces until the application reads its body (they are gathered then) or
+ * moves it ({@link moveBody}); the input is given back then. Message
+ * bodies passed to `send*` are kept by reference, and
  * the frames' payloads are views of them, which the driver may hand to the
  * transport as they are: never modify a body after sending it.
  *
@@ -186,45 +189,55 @@ export interface Message {
  * pieces it arrived in (lent input among them) until it is first read,
  * when they are gathered into one new array and the input is given back;
  * or until {@link moveBody} copies the pieces straight into the caller's
- * buffer. Either happens once.
+ * buffer. `body` is an own enumerable property (an accessor), so spreading
+ * or cloning the message reads it.
  */
 class PiecedMessage implements Message {
   readonly codec: Codec;
   readonly uncompressedLen: number | undefined;
-  /** The body's length. */
-  readonly length: number;
-  #parts: Uint8Array[] | undefined;
+  declare body: Uint8Array;
+  #parts: readonly Uint8Array[] | undefined;
+  readonly #length: number;
   #releases: (() => void)[];
   #body: Uint8Array = EMPTY;
 
   constructor(
     codec: Codec,
     uncompressedLen: number | undefined,
-    parts: Uint8Array[],
+    parts: readonly Uint8Array[],
     length: number,
     releases: (() => void)[],
   ) {
     this.codec = codec;
     this.uncompressedLen = uncompressedLen;
     this.#parts = parts;
-    this.length = length;
+    this.#length = length;
     this.#releases = releases;
+    Object.defineProperty(this, 'body', {
+      enumerable: true,
+      get: (): Uint8Array => this.#gathered(),
+      set: (body: Uint8Array): void => this.#settle(body),
+    });
   }
 
-  get body(): Uint8Array {
-    if (this.#parts !== undefined) {
-      this.#settle(gather(this.#parts, this.length));
+  /** The body's length, without gathering it. */
+  size(): number {
+    return this.#parts !== undefined ? this.#length : this.#body.length;
+  }
+
+  #gathered(): Uint8Array {
+    const parts = this.#parts;
+    if (parts !== undefined) {
+      // A copy even of a lone piece: the lent input it lies in is given back.
+      this.#settle(parts.length === 1 ? (parts[0] as Uint8Array).slice() : gather(parts, this.#length));
     }
     return this.#body;
   }
 
-  set body(body: Uint8Array) {
-    this.#settle(body);
-  }
-
-  /** Copies the body (its pieces, else the gathered array) to `target` at `offset`, which then holds it. */
+  /** Copies the body (its pieces, else the array it settled in) to `target` at `offset`, which then holds it. */
   moveInto(target: Uint8Array, offset: number): Uint8Array {
     const parts = this.#parts;
+    const length = this.size();
     if (parts === undefined) {
       target.set(this.#body, offset);
     } else {
@@ -234,9 +247,14 @@ class PiecedMessage implements Message {
         at += p.length;
       }
     }
-    const view = target.subarray(offset, offset + this.length);
+    const view = target.subarray(offset, offset + length);
     this.#settle(view);
     return view;
+  }
+
+  /** Gives the lent input back without reading the body: for a message the application never sees. */
+  discard(): void {
+    this.#settle(EMPTY);
   }
 
   /** `body` is the body from now on; the pieces are dropped and the lent input given back. */
@@ -253,21 +271,38 @@ class PiecedMessage implements Message {
 
 /** The length of `m`'s body, without gathering a body still in pieces. */
 export function bodyLength(m: Message): number {
-  return m instanceof PiecedMessage ? m.length : m.body.length;
+  return m instanceof PiecedMessage ? m.size() : m.body.length;
+}
+
+/**
+ * Gives back the lent input a received message's body still lies in, for
+ * a message the application will never see (dropped by the driver).
+ * Nothing may read the message's body afterwards.
+ */
+export function discardBody(m: Message): void {
+  if (m instanceof PiecedMessage) {
+    m.discard();
+  }
 }
 
 /**
  * Copies `m`'s body into `target` at `offset` and returns the view of it
  * there; `m.body` is that view from then on (so it changes if `target`
- * is overwritten). A body that arrived in several fragments is copied
- * from the pieces it arrived in, once, without first being gathered into
- * an array of its own: for receiving a large upload into one buffer the
- * application keeps.
+ * is overwritten). The body is copied as received: still compressed when
+ * `uncompressedLen` is set. A body that arrived in several fragments is
+ * copied from the pieces it arrived in, once, without first being
+ * gathered into an array of its own (and the input it lay in is given
+ * back): for receiving a large upload into one buffer the application
+ * keeps. Moving a body again copies it from where it was moved.
  *
+ * @throws {TypeError} when `target` is not a `Uint8Array`.
  * @throws {RangeError} when the body does not fit in `target` at `offset`
  *   (nothing is copied then).
  */
 export function moveBody(m: Message, target: Uint8Array, offset = 0): Uint8Array {
+  if (!(target instanceof Uint8Array)) {
+    throw new TypeError('moveBody: the target must be a Uint8Array');
+  }
   const length = bodyLength(m);
   if (!Number.isInteger(offset) || offset < 0 || offset + length > target.length) {
     throw new RangeError(`a body of ${length} bytes does not fit at offset ${offset} of ${target.length} bytes`);
@@ -724,14 +759,11 @@ class Assembly {
   }
 
   /**
-   * The complete message: the one piece itself, or the pieces left as they
-   * are, gathered or moved only when the application takes the body (the
-   * lent input they lie in is given back then).
+   * The complete message, its pieces left as they are: gathered or moved
+   * only when the application takes the body (the lent input they lie in
+   * is given back then).
    */
   message(): Message {
-    if (this.#chunks.length === 1) {
-      return { codec: this.codec, body: this.#chunks[0] as Uint8Array, uncompressedLen: this.uncompressed };
-    }
     return new PiecedMessage(this.codec, this.uncompressed, this.#chunks, this.bodyLen, this.#releases);
   }
 }

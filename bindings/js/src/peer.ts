@@ -33,6 +33,7 @@ import { encodeServiceList, utf8Encode } from './control.js';
 import {
   bodyLength,
   Connection as CoreConnection,
+  discardBody,
   message as makeMessage,
   type ConnectionEvent,
   type Message,
@@ -280,7 +281,7 @@ export function toMessage(payload: Payload, codec?: Codec): Message {
     return makeMessage(codec ?? Codec.RAW, utf8Encode(payload));
   }
   if (typeof payload === 'object' && payload !== null && payload.body instanceof Uint8Array) {
-    return codec === undefined ? payload : { ...payload, codec };
+    return codec === undefined ? payload : { codec, body: payload.body, uncompressedLen: payload.uncompressedLen };
   }
   throw new LocalError(ErrorCode.INVALID_ARGUMENT, 'a payload is a Uint8Array, a string or a Message');
 }
@@ -943,7 +944,10 @@ class Driver {
         return;
       case 'StreamData': {
         const slot = this.streams.get(e.id);
-        if (slot !== undefined) {
+        if (slot === undefined) {
+          // Nobody receives on this stream any more.
+          discardBody(e.message);
+        } else {
           // An empty raw message with END (`finish`) only ends the half.
           const m = e.message;
           const bareEnd = e.end && bodyLength(m) === 0 && m.codec === Codec.RAW;
@@ -1096,6 +1100,7 @@ class Driver {
     const handler = this.router.eventHandler(method);
     if (handler === undefined) {
       this.stats.eventsDropped += 1;
+      discardBody(msg);
       return;
     }
     let q = this.#events.get(method);
@@ -1105,6 +1110,7 @@ class Driver {
     }
     if (q.queue.length >= this.#eventQueueMax) {
       this.stats.eventsDropped += 1;
+      discardBody(msg);
       return;
     }
     q.queue.push(msg);
@@ -1500,6 +1506,9 @@ export class RecvStream implements AsyncIterable<Message> {
     if (slot !== undefined) {
       slot.rxDone = true;
       slot.error ??= new AbortedError('stream cancelled');
+      for (let item = slot.queue.shift(); item !== undefined; item = slot.queue.shift()) {
+        discardBody(item.message);
+      }
       slot.wake();
     }
     d.streams.delete(this.id);

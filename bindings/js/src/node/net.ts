@@ -16,9 +16,10 @@
  * shared by all sockets (Node's `onread` option) instead of a new buffer
  * per read. A block is lent to the driver and comes back to the pool once
  * the protocol core no longer refers to it: at once when the bytes were
- * copied (short reads, short frames, reassembled messages), never when a
- * view of it went to the application (it is then left to the garbage
- * collector). The pool keeps at most {@link READ_POOL_MAX} idle blocks
+ * copied (short reads, short frames); for a message reassembled from
+ * several fragments, when the application reads its body or moves it
+ * (`moveBody`); never when a view of it went to the application (it is
+ * then left to the garbage collector). The pool keeps at most {@link READ_POOL_MAX} idle blocks
  * (2 MiB). TLS sockets, and accepted sockets on a Node whose sockets lack
  * the fields `onread` sets, read the usual way (a new buffer per read).
  *

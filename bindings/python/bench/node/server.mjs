@@ -133,7 +133,7 @@ async function serveGatewire() {
       const bytes = sinkBuffer(total);
       let filled = 0;
       for await (const m of rx) {
-        // Each message's fragments are copied once, from the socket's read blocks into `bytes`.
+        // Each message's fragments are copied once, from the pieces they arrived in into `bytes`.
         filled += gw.moveBody(m, bytes, filled).length;
       }
       await tx.send(new Uint8Array(new Float64Array(ack(new Float64Array(bytes.buffer, 0, filled / 8))).buffer));
