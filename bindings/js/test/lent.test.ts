@@ -428,7 +428,7 @@ describe('A reassembled body in lent input', () => {
     assert.throws(() => moveBody(event.message, wrong), TypeError);
   });
 
-  it('gives its input back, unread, when the driver drops it', () => {
+  it('gives its input back, unread, when discarded (as the driver does with messages it drops)', () => {
     const { event, pool } = received();
     assert.ok(event.type === 'Event');
     assert.ok(pool.released < pool.lent);
