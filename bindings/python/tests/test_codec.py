@@ -158,8 +158,10 @@ def frames(draw: st.DrawFn) -> Frame:
     return Frame.new(header, payload)
 
 
-def decode_chunked(wire: bytes, cuts: list[int]) -> tuple[list[Frame], str | None]:
-    dec = FrameDecoder(1024)
+def decode_chunked(
+    wire: bytes, cuts: list[int], limit: int = 1024
+) -> tuple[list[Frame], str | None]:
+    dec = FrameDecoder(limit)
     buf = bytearray()
     out: list[Frame] = []
     points = [*sorted(c % (len(wire) + 1) for c in cuts), len(wire)]
@@ -186,6 +188,25 @@ def test_round_trip_any_split(fs: list[Frame], cuts: list[int]) -> None:
     assert decode_chunked(data, []) == (fs, None)
     assert decode_chunked(data, cuts) == (fs, None)
     assert decode_chunked(data, list(range(len(data)))) == (fs, None)
+
+
+@given(
+    st.lists(st.binary(min_size=1000, max_size=3000), min_size=1, max_size=4),
+    st.lists(st.integers(min_value=0), max_size=30),
+)
+def test_large_payloads_round_trip_any_split(payloads: list[bytes], cuts: list[int]) -> None:
+    """Payloads of 1 KiB and more are cut out of the input another way
+    than short ones: whole or arriving in pieces, they read as sent."""
+    header = Header(
+        length=0, ty=FrameType.STREAM_DATA, flags=Flags(0), codec=Codec.RAW, id=1, arg=0
+    )
+    fs = [Frame.new(header, p) for p in payloads]
+    wire = bytearray()
+    for f in fs:
+        f.encode_to(wire)
+    data = bytes(wire)
+    assert decode_chunked(data, [], 4096) == (fs, None)
+    assert decode_chunked(data, cuts, 4096) == (fs, None)
 
 
 @given(st.binary(max_size=400), st.lists(st.integers(min_value=0), max_size=30))

@@ -88,6 +88,17 @@ class Frame:
         return cls(header, bytes(message[HEADER_LEN:]))
 
 
+_COPY_ONCE = 1024
+"""Payloads from this size on are copied out of the input once, through a
+memoryview; shorter ones by slicing, which copies twice but costs less."""
+
+
+def _copy_once(buf: bytearray, at: int, n: int) -> bytes:
+    """``buf[at : at + n]`` as bytes, copied once."""
+    with memoryview(buf) as view:
+        return bytes(view[at : at + n])
+
+
 class FrameDecoder:
     """Incremental frame decoder for byte-stream transports.
 
@@ -140,8 +151,12 @@ class FrameDecoder:
             n = header.length
             if len(buf) >= HEADER_LEN + n:
                 # The whole frame is here (the usual case): one cut.
-                payload = bytes(buf[HEADER_LEN : HEADER_LEN + n])
-                del buf[: HEADER_LEN + n]
+                end = HEADER_LEN + n
+                if n < _COPY_ONCE:
+                    payload = bytes(buf[HEADER_LEN:end])
+                else:
+                    payload = _copy_once(buf, HEADER_LEN, n)
+                del buf[:end]
                 return _new_frame(header, payload)
             del buf[:HEADER_LEN]
             self._header = header
@@ -149,7 +164,7 @@ class FrameDecoder:
         if len(buf) < n:
             return None
         self._header = None
-        payload = bytes(buf[:n])
+        payload = bytes(buf[:n]) if n < _COPY_ONCE else _copy_once(buf, 0, n)
         del buf[:n]
         return _new_frame(header, payload)
 

@@ -565,13 +565,14 @@ class _Assembly:
     """A message arriving in several frames."""
 
     __slots__ = (
-        "body",
         "codec",
         "deadline",
         "expires",
         "flags",
         "fragments",
+        "length",
         "method",
+        "parts",
         "ty",
         "uncompressed",
     )
@@ -590,7 +591,9 @@ class _Assembly:
         self.method = h.arg
         self.deadline = deadline
         self.uncompressed = uncompressed
-        self.body = bytearray(first)
+        self.parts = [first]
+        """The fragments' payloads, joined once the message is complete."""
+        self.length = len(first)
         self.fragments = 1
         self.expires = expires
         """The message must be complete by then."""
@@ -2006,11 +2009,12 @@ class Connection:
         assembly.fragments += 1
         if assembly.fragments > most_fragments:
             raise LimitExceeded("max_fragments", assembly.fragments, most_fragments)
-        total = len(assembly.body) + h.length
+        total = assembly.length + h.length
         if total > max_message:
             raise LimitExceeded("max_message", total, max_message)
         stream = assembly.ty == FrameType.STREAM_DATA
-        assembly.body += frame.payload
+        assembly.parts.append(frame.payload)
+        assembly.length = total
         self._return_connection_credit(h.length)
         if stream:
             self._credit_reassembly(h.id, h.length)
@@ -2018,7 +2022,7 @@ class Connection:
             return
         a = assembly
         call.assembly = None
-        message = Message(a.codec, bytes(a.body), a.uncompressed)
+        message = Message(a.codec, b"".join(a.parts), a.uncompressed)
         end = a.flags.contains(Flags.END)
         if a.ty == FrameType.RESPONSE:
             self._complete_response(h.id, message, 0)
