@@ -95,8 +95,9 @@ memoryview; shorter ones by slicing, which copies twice but costs less."""
 
 def _copy_once(buf: bytearray, at: int, n: int) -> bytes:
     """``buf[at : at + n]`` as bytes, copied once."""
-    with memoryview(buf) as view:
-        return bytes(view[at : at + n])
+    # Both views are released here, before the caller resizes ``buf``.
+    with memoryview(buf) as view, view[at : at + n] as part:
+        return bytes(part)
 
 
 class FrameDecoder:
