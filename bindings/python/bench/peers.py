@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 ECHO_METHOD = 1
 """The echo method of every gatewire peer (the interop service's)."""
+ASYNC_ECHO_METHOD = 2
+"""The Python gatewire server's echo as an ``async def`` handler."""
 
 _LEN = struct.Struct("<I")
 
@@ -63,8 +65,13 @@ async def serve_gatewire(tmp: Path) -> Started:
 
     router = gw.Router()
 
+    # A plain function: called as the request is read, without a task.
     @router.unary(ECHO_METHOD)
-    async def echo(_ctx: gw.CallContext, request: gw.Message) -> gw.Message:
+    def echo(_ctx: gw.CallContext, request: gw.Message) -> gw.Message:
+        return request
+
+    @router.unary(ASYNC_ECHO_METHOD)
+    async def echo_async(_ctx: gw.CallContext, request: gw.Message) -> gw.Message:
         return request
 
     urls = ["tcp://127.0.0.1:0", f"unix://{tmp / 'gw.sock'}", "ws://127.0.0.1:0/gw"]
@@ -73,17 +80,23 @@ async def serve_gatewire(tmp: Path) -> Started:
 
 
 class GatewireClient:
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, method: int) -> None:
         self._conn = conn
+        self._method = method
 
     @classmethod
-    async def open(cls, url: str) -> GatewireClient:
+    async def open(cls, url: str, method: int = ECHO_METHOD) -> GatewireClient:
         import gatewire.aio as gw  # noqa: PLC0415
 
-        return cls(await gw.connect(url))
+        return cls(await gw.connect(url), method)
+
+    @classmethod
+    async def open_async(cls, url: str) -> GatewireClient:
+        """Calling the ``async def`` echo."""
+        return await cls.open(url, ASYNC_ECHO_METHOD)
 
     async def call(self, payload: bytes) -> bytes:
-        reply = await self._conn.call(ECHO_METHOD, payload)
+        reply = await self._conn.call(self._method, payload)
         return bytes(reply.body)
 
     async def close(self) -> None:
@@ -438,6 +451,7 @@ SERVERS: dict[str, Serve] = {
 
 CLIENTS: dict[str, Callable[[str], Awaitable[Client]]] = {
     "gatewire": GatewireClient.open,
+    "gatewire-async": GatewireClient.open_async,
     "socketio": SocketIoClient.open,
     "websockets": WebsocketsClient.open,
     "grpc": GrpcClient.open,

@@ -175,6 +175,80 @@ def test_errors_are_typed(transport: str) -> None:
     run(main())
 
 
+class AsyncCallable:
+    """A handler object whose ``__call__`` is ``async def``: a task."""
+
+    async def __call__(self, _ctx: gw.CallContext, _m: Message) -> bytes:
+        task = asyncio.current_task()
+        assert task is not None
+        return task.get_name().encode()
+
+
+def test_plain_function_handlers(transport: str) -> None:
+    router = gw.Router()
+    release = asyncio.Event()
+
+    @router.unary(1)
+    def echo(_ctx: gw.CallContext, m: Message) -> Message:
+        return m
+
+    @router.unary(2)
+    def refuse(_ctx: gw.CallContext, _m: Message) -> bytes:
+        raise gw.Status(0x8001, "requested error", b"\x01")
+
+    @router.unary(3)
+    def crash(_ctx: gw.CallContext, _m: Message) -> bytes:
+        raise RuntimeError("boom")
+
+    @router.unary(4)
+    def wrong(_ctx: gw.CallContext, _m: Message) -> bytes:
+        return 42  # type: ignore[return-value]
+
+    async def later(m: Message) -> bytes:
+        await release.wait()
+        return b"later:" + m.body
+
+    # A plain function returning an awaitable: awaited in a task.
+    router.unary(5, lambda _ctx, m: later(m))
+    router.unary(6, AsyncCallable())
+
+    @router.unary(7)
+    def big(_ctx: gw.CallContext, m: Message) -> bytes:
+        return m.body * 200_000
+
+    async def main() -> None:
+        async with pair(transport, router) as (client, server_side, _):
+            assert (await client.call(1, b"hello")).body == b"hello"
+            # A compressible request and response (compression is on by
+            # default): the handler sees the request decompressed.
+            body = bytes(100_000)
+            assert (await client.call(1, body)).body == body
+            with pytest.raises(gw.RemoteError) as e:
+                await client.call(2)
+            assert e.value.code == 0x8001 and e.value.details == b"\x01"
+            for method in (3, 4):
+                with pytest.raises(gw.RemoteError) as e:
+                    await client.call(method)
+                assert e.value.code == ErrorCode.INTERNAL
+                assert e.value.message == "handler failed"
+            waiting = asyncio.ensure_future(client.call(5, b"x"))
+            await until(lambda: server_side.stats().calls_in == 1, "the awaitable in a task")
+            # Plain handlers answer while a task's answer is pending.
+            assert (await client.call(1, b"y")).body == b"y"
+            release.set()
+            assert (await waiting).body == b"later:x"
+            assert (await client.call(6)).body.startswith(b"gatewire-call-")
+            # Many at once, among large answers that keep the writer busy:
+            # every answer is written.
+            calls = [client.call(7 if i % 50 == 0 else 1, _le(i)) for i in range(1000)]
+            results = await asyncio.gather(*calls)
+            for i, r in enumerate(results):
+                assert r.body == (_le(i) * 200_000 if i % 50 == 0 else _le(i)), i
+            assert server_side.stats().calls_in == 0
+
+    run(main())
+
+
 def test_message_limits(transport: str) -> None:
     router = gw.Router()
 

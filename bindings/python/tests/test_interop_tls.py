@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -227,7 +228,8 @@ def _identities() -> tuple[gw.Router, list[gw.Identity | None]]:
 
     async def recording_echo(ctx: gw.CallContext, m: Message) -> Message | bytes:
         seen.append(ctx.identity)
-        return await echo(ctx, m)
+        reply = echo(ctx, m)
+        return await reply if inspect.isawaitable(reply) else reply
 
     router.unary(1, recording_echo)
     return router, seen

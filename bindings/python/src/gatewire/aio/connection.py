@@ -44,11 +44,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import math
 import types
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from ..code import ErrorCode
 from ..control import ErrorInfo, ServiceList
@@ -100,7 +101,7 @@ from .router import CallContext, EventHandler, Router, StreamHandler, UnaryHandl
 from .stream import Notify, RecvStream, SendStream, StreamSlot, to_message, wait_any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from ._transport import Transport, TransportInfo
     from .options import Options
@@ -973,15 +974,32 @@ class Connection:
             with contextlib.suppress(GatewireError):
                 self._core.send_error(event.id, ErrorCode.UNKNOWN_METHOD, info)
             return
-        ctx = self._context(event.id, event.method, event.deadline)
-        task: asyncio.Task[object] = self._loop.create_task(
-            self._run_unary(event.id, handler, ctx, event.message),
-            name=f"gatewire-call-{event.id}",
-        )
+        id_ = event.id
+        ctx = self._context(id_, event.method, event.deadline)
+        coro: Coroutine[object, object, None]
+        if self._router.runs_inline(event.method, handler):
+            # A plain function: answered now, without a task.
+            try:
+                reply = handler(ctx, _compress.decompress(event.message))
+                if isinstance(reply, Message | bytes | bytearray | memoryview):
+                    self._finish_unary(id_, to_message(reply, Codec.RAW))
+                    return
+                if not inspect.isawaitable(reply):
+                    raise TypeError(
+                        f"a unary handler returns bytes or a gatewire Message,"
+                        f" not {type(reply).__name__}"
+                    )
+            except Exception as e:
+                self._finish_unary(id_, _handler_failed(ctx.method, e))
+                return
+            coro = self._await_unary(id_, ctx.method, reply)
+        else:
+            coro = self._run_unary(id_, handler, ctx, event.message)
+        task: asyncio.Task[object] = self._loop.create_task(coro, name=f"gatewire-call-{id_}")
         # An eager task factory may have run the handler to its end (and
         # answered) inside create_task.
         if not task.done():
-            self._handlers[event.id] = task
+            self._handlers[id_] = task
 
     def _reauthenticate(self, id_: int, message: Message) -> None:
         """Answers the built-in REAUTHENTICATE (``docs/PROTOCOL.md`` §10.4):
@@ -1039,17 +1057,23 @@ class Connection:
         it started never runs this: :meth:`_cancel_handler` covers it."""
         outcome: Message | Status | None = None
         try:
-            request = _compress.decompress(message)
-            outcome = to_message(await handler(ctx, request), Codec.RAW)
-        except Status as s:
-            outcome = s
-        except RpcError as e:
-            outcome = Status.from_error(e)
-        except Exception:
-            _log.exception("handler for method %d failed", ctx.method)
-            outcome = Status.internal("handler failed")
+            # An `async def` handler (``Router.runs_inline``).
+            reply = cast("Awaitable[Message | bytes]", handler(ctx, _compress.decompress(message)))
+            outcome = to_message(await reply, Codec.RAW)
+        except Exception as e:
+            outcome = _handler_failed(ctx.method, e)
         finally:
             # Cancelled: `outcome` is None.
+            self._finish_unary(id_, outcome)
+
+    async def _await_unary(self, id_: int, method: int, reply: Awaitable[Message | bytes]) -> None:
+        """Answers with what a plain-function handler returned to await."""
+        outcome: Message | Status | None = None
+        try:
+            outcome = to_message(await reply, Codec.RAW)
+        except Exception as e:
+            outcome = _handler_failed(method, e)
+        finally:
             self._finish_unary(id_, outcome)
 
     def _cancel_handler(self, id_: int, task: asyncio.Task[object]) -> None:
@@ -1084,6 +1108,12 @@ class Connection:
                 core.send_error(id_, ErrorCode.CANCELLED)
         except GatewireError as e:
             _log.debug("handler result for call %d not sent: %s", id_, e)
+        if self._dispatching:
+            # Answered while events are routed (a plain-function handler, or
+            # an eager task): what routes them writes the answers next.
+            if not self._write_idle:
+                self._write_wake.set()
+            return
         self._pump(now=not self._handlers)
 
     def _spawn_stream(self, event: StreamOpened) -> None:
@@ -1192,6 +1222,16 @@ class Connection:
                 await handler(CallContext(0, method, None, self), event)
             except Exception:
                 _log.exception("event handler for method %d failed", method)
+
+
+def _handler_failed(method: int, e: Exception) -> Status:
+    """What a handler's exception answers."""
+    if isinstance(e, Status):
+        return e
+    if isinstance(e, RpcError):
+        return Status.from_error(e)
+    _log.error("handler for method %d failed", method, exc_info=e)
+    return Status.internal("handler failed")
 
 
 def _decompressed(message: Message) -> Message:

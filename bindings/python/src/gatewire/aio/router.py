@@ -14,13 +14,16 @@ handler directly (chaining) or as a decorator::
     router.event(7, on_event).stream(2, on_stream)
 
 A unary handler returns the response (a :class:`~gatewire.Message`, or
-bytes sent as ``Codec.RAW``) or raises :class:`~gatewire.aio.Status`. A
+bytes sent as ``Codec.RAW``) or raises :class:`~gatewire.aio.Status`. It
+may be a plain function (``def``) for answers that need no waiting: it then
+runs at once, in the connection's reader, without a task of its own, and
+must not block. A
 stream handler gets the opening message, a :class:`RecvStream` of the
 peer's messages and a :class:`SendStream`; returning ends our half of the
 stream. An event handler returns nothing; events of one method are handled
 one at a time, in arrival order.
 
-Handlers run as asyncio tasks. When the caller cancels, or the call's
+``async def`` handlers run as asyncio tasks. When the caller cancels, or the call's
 deadline passes, the task is cancelled (:class:`asyncio.CancelledError` is
 raised inside the handler); the call's concurrency slot is released only
 once the task has finished, so cancelled work never lets more handlers run
@@ -30,6 +33,7 @@ than ``max_in_flight``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias, TypeVar, overload
@@ -90,7 +94,9 @@ class CallContext:
 
 
 Payload: TypeAlias = "Message | bytes | bytearray | memoryview"
-UnaryHandler: TypeAlias = Callable[[CallContext, Message], Awaitable["Message | bytes"]]
+UnaryHandler: TypeAlias = Callable[
+    [CallContext, Message], "Awaitable[Message | bytes] | Message | bytes"
+]
 StreamHandler: TypeAlias = Callable[
     [CallContext, Message, "RecvStream", "SendStream"], Awaitable[None]
 ]
@@ -109,6 +115,7 @@ class Router:
         self.unary_handlers: dict[int, UnaryHandler] = {}
         self.stream_handlers: dict[int, StreamHandler] = {}
         self.event_handlers: dict[int, EventHandler] = {}
+        self._inline: dict[int, tuple[UnaryHandler, bool]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -133,6 +140,21 @@ class Router:
             return h
 
         return register
+
+    def runs_inline(self, method: int, handler: UnaryHandler) -> bool:
+        """Whether ``handler``, the unary handler of ``method``, is a plain
+        function (called at once) rather than an ``async def`` one (run as a
+        task)."""
+        known = self._inline.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        inline = not (
+            inspect.iscoroutinefunction(handler)
+            # An instance of a class with ``async def __call__``.
+            or inspect.iscoroutinefunction(type(handler).__call__)
+        )
+        self._inline[method] = (handler, inline)
+        return inline
 
     @overload
     def stream(self, method: int) -> Callable[[S], S]: ...
