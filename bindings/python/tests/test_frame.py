@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gatewire import exceptions as ex
@@ -14,7 +16,9 @@ from gatewire.frame import (
     Flags,
     FrameType,
     Header,
+    trusted_header,
 )
+from gatewire.protocol import Message, new_message
 
 
 def test_header_round_trip() -> None:
@@ -182,3 +186,15 @@ def test_error_codes_are_open() -> None:
         ErrorCode(0x1_0000)
     with pytest.raises(ValueError, match="unknown"):
         ErrorCode.from_name("NOPE")
+
+
+def test_trusted_construction_builds_the_frozen_type() -> None:
+    h = trusted_header(32, FrameType.REQUEST, Flags.DEADLINE, Codec.JSON, 5, 0x1234)
+    built = Header(32, FrameType.REQUEST, Flags.DEADLINE, Codec.JSON, 5, 0x1234)
+    assert type(h) is Header
+    assert h == built and hash(h) == hash(built) and repr(h) == repr(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        h.id = 7  # type: ignore[misc]
+    assert h.id == 5
+    message = new_message(Codec.RAW, b"x", None)
+    assert type(message) is Message and message == Message(Codec.RAW, b"x")

@@ -505,6 +505,15 @@ class _Kind(enum.Enum):
     """A one-way message being reassembled."""
 
 
+# The members of these enums as module constants, for the code that runs on
+# every frame: a member looked up on its enum class costs several times a
+# global.
+_LOCAL, _REMOTE = Side.LOCAL, Side.REMOTE
+_HANDSHAKE, _AWAITING_ACCEPT = _Phase.HANDSHAKE, _Phase.AWAITING_ACCEPT
+_OPEN, _CLOSED = _Phase.OPEN, _Phase.CLOSED
+_UNARY, _STREAM, _EVENT = _Kind.UNARY, _Kind.STREAM, _Kind.EVENT
+
+
 class _Budget:
     """A counter a peer spends by triggering work and earns back by useful
     traffic. An exhausted budget ends the connection with
@@ -630,7 +639,7 @@ class _Call:
         self.deadline: int | None = None
         self.send_open = False
         """Our half may still send."""
-        self.recv_open = origin is Side.LOCAL
+        self.recv_open = origin is _LOCAL
         """The peer's half may still send (for a call we opened: a response
         is still expected)."""
         self.send_credit = 0
@@ -646,7 +655,7 @@ class _Call:
         """Stream bytes accepted by ``send_stream_data`` and not yet sent."""
         self.blocked = False
         """A send raised ``Blocked``; report ``Writable`` when credit returns."""
-        self.opened = origin is Side.REMOTE
+        self.opened = origin is _REMOTE
         """The peer knows the id (our opening frame is out, or the peer
         opened)."""
         self.out_seqs: deque[int] = deque()
@@ -790,7 +799,7 @@ class Connection:
         config.timeouts.validate()
         lim = config.limits
         self._config = config
-        self._phase = _Phase.HANDSHAKE
+        self._phase = _HANDSHAKE
         self._peer: PeerInfo | None = None
         self._now = now
         self._started = now
@@ -893,12 +902,12 @@ class Connection:
     def is_connected(self) -> bool:
         """Whether the handshake has completed and the connection is not
         closed."""
-        return self._phase is _Phase.OPEN
+        return self._phase is _OPEN
 
     def is_closed(self) -> bool:
         """Whether the connection is over. The runtime closes the transport
         once ``poll_transmit`` is drained."""
-        return self._phase is _Phase.CLOSED
+        return self._phase is _CLOSED
 
     def close_error(self) -> ConnectionFailed | None:
         """The error that ended the connection, if any."""
@@ -930,7 +939,7 @@ class Connection:
     def stream_send_credit(self, id: int) -> int | None:  # noqa: A002
         """Send credit left on a stream, if it exists."""
         call = self._calls.get(id)
-        return call.send_credit if call is not None and call.kind is _Kind.STREAM else None
+        return call.send_credit if call is not None and call.kind is _STREAM else None
 
     def read_buf(self) -> bytearray:
         """The buffer a runtime may read into directly (then call
@@ -990,9 +999,7 @@ class Connection:
             self._fail(e)
             return
         # Calls we opened can never be answered now: the connection is lost.
-        if self._phase is not _Phase.OPEN or any(
-            c.origin is Side.LOCAL for c in self._calls.values()
-        ):
+        if self._phase is not _OPEN or any(c.origin is _LOCAL for c in self._calls.values()):
             self._fail(ConnectionLost())
             return
         # A half-close: calls the peer opened and fully sent may still be
@@ -1009,13 +1016,13 @@ class Connection:
         if self.is_closed():
             return
         t = self._config.timeouts
-        if self._phase is not _Phase.OPEN and now >= self._started + t.handshake:
+        if self._phase is not _OPEN and now >= self._started + t.handshake:
             self._fail(TimerExpired("handshake"))
             return
         if self._partial_since is not None and now >= self._partial_since + t.partial_frame:
             self._fail(TimerExpired("partial frame"))
             return
-        if self._phase is _Phase.OPEN:
+        if self._phase is _OPEN:
             interval = t.keepalive_interval
             if interval is not None:
                 sent = self._keepalive_ping
@@ -1054,8 +1061,8 @@ class Connection:
             call = self._calls.get(id_)
             if call is None:
                 continue
-            if call.origin is Side.LOCAL:
-                self._fail_local_call(id_, ErrorCode.DEADLINE_EXCEEDED, ErrorInfo(), Side.LOCAL)
+            if call.origin is _LOCAL:
+                self._fail_local_call(id_, ErrorCode.DEADLINE_EXCEEDED, ErrorInfo(), _LOCAL)
             else:
                 self._cancel_remote_call(id_, ErrorCode.DEADLINE_EXCEEDED)
         shutdown = self._shutdown
@@ -1074,7 +1081,7 @@ class Connection:
         Raises:
             InvalidState: no HELLO is awaiting an answer.
         """
-        if self._phase is not _Phase.AWAITING_ACCEPT:
+        if self._phase is not _AWAITING_ACCEPT:
             raise InvalidState("accept needs a HELLO awaiting an answer")
         c = self._config
         ack = HelloAck(
@@ -1098,13 +1105,13 @@ class Connection:
             InvalidState: no HELLO is awaiting an answer.
             InvalidArgument: ``code`` is ``NO_ERROR`` or not a 16-bit code.
         """
-        if self._phase is not _Phase.AWAITING_ACCEPT:
+        if self._phase is not _AWAITING_ACCEPT:
             raise InvalidState("refuse needs a HELLO awaiting an answer")
         code = _error_code_arg(code)
         if code == ErrorCode.NO_ERROR:
             raise InvalidArgument("a refusal needs an error code")
         self._send_refusal(code, message)
-        self._finish_closed(Refused(code, Side.LOCAL, message))
+        self._finish_closed(Refused(code, _LOCAL, message))
 
     def _send_refusal(self, code: ErrorCode, message: str | None) -> None:
         ack = HelloAck(
@@ -1117,9 +1124,9 @@ class Connection:
     # ----- call commands ---------------------------------------------------------
 
     def _check_can_open(self) -> None:
-        if self._phase is _Phase.CLOSED:
+        if self._phase is _CLOSED:
             raise ConnectionClosed()
-        if self._phase is not _Phase.OPEN:
+        if self._phase is not _OPEN:
             raise InvalidState("the handshake has not completed")
         if self._shutdown is not None or self._goaway_received is not None or self._eof:
             raise ConnectionClosing()
@@ -1160,7 +1167,7 @@ class Connection:
         self._check_can_open()
         self._check_message(message)
         peer_max = self._peer.limits.max_in_flight if self._peer is not None else 0
-        if kind is not _Kind.EVENT and self._local_in_flight >= peer_max:
+        if kind is not _EVENT and self._local_in_flight >= peer_max:
             self._send_blocked = True
             raise Blocked()
         self._check_queue()
@@ -1175,10 +1182,10 @@ class Connection:
             deadline = min(deadline, U32_MAX)
             flags = flags.union(Flags.DEADLINE)
             prelude = struct.pack("<I", deadline)
-        if kind is not _Kind.EVENT:
+        if kind is not _EVENT:
             peer = self._peer_limits()
-            call = _Call(kind, Side.LOCAL)
-            call.send_open = kind is _Kind.STREAM and not end
+            call = _Call(kind, _LOCAL)
+            call.send_open = kind is _STREAM and not end
             call.send_credit = peer.initial_stream_credit
             call.recv_credit = self._config.limits.initial_stream_credit
             if deadline is not None:
@@ -1205,7 +1212,7 @@ class Connection:
             ApiError: ``InvalidState`` before the handshake, or
                 ``InvalidArgument``.
         """
-        return self._open_call(_Kind.UNARY, FrameType.REQUEST, method, message, deadline, False)
+        return self._open_call(_UNARY, FrameType.REQUEST, method, message, deadline, False)
 
     def send_event(self, method: int, message: Message) -> None:
         """Sends a one-way message.
@@ -1214,7 +1221,7 @@ class Connection:
             SendError: as :meth:`send_request`.
             ApiError: as :meth:`send_request`.
         """
-        self._open_call(_Kind.EVENT, FrameType.EVENT, method, message, None, False)
+        self._open_call(_EVENT, FrameType.EVENT, method, message, None, False)
 
     def open_stream(
         self, method: int, message: Message, deadline: int | None = None, end: bool = False
@@ -1229,7 +1236,7 @@ class Connection:
             SendError: as :meth:`send_request`.
             ApiError: as :meth:`send_request`.
         """
-        return self._open_call(_Kind.STREAM, FrameType.STREAM_OPEN, method, message, deadline, end)
+        return self._open_call(_STREAM, FrameType.STREAM_OPEN, method, message, deadline, end)
 
     def send_response(self, id: int, message: Message) -> None:  # noqa: A002
         """Answers a call the peer made. On a call that was cancelled this
@@ -1241,7 +1248,7 @@ class Connection:
             InvalidArgument: the message is compressed without negotiation.
         """
         call = self._calls.get(id)
-        if call is None or call.origin is not Side.REMOTE or call.kind is not _Kind.UNARY:
+        if call is None or call.origin is not _REMOTE or call.kind is not _UNARY:
             raise UnknownCall(id)
         if not call.slot:
             raise UnknownCall(id)
@@ -1270,7 +1277,7 @@ class Connection:
         """
         info = info if info is not None else ErrorInfo()
         call = self._calls.get(id)
-        if call is None or call.origin is not Side.REMOTE or not call.slot:
+        if call is None or call.origin is not _REMOTE or not call.slot:
             raise UnknownCall(id)
         code = _error_code_arg(code)
         if code == ErrorCode.NO_ERROR:
@@ -1309,7 +1316,7 @@ class Connection:
             SendError: ``ConnectionClosed`` or ``MessageTooLarge``.
         """
         call = self._calls.get(id)
-        if call is None or call.kind is not _Kind.STREAM:
+        if call is None or call.kind is not _STREAM:
             raise UnknownCall(id)
         if call.cancelled:
             if end:
@@ -1331,7 +1338,7 @@ class Connection:
             flags = Flags.END
         else:
             flags = Flags.NONE
-        remote = call.origin is Side.REMOTE
+        remote = call.origin is _REMOTE
         self._enqueue(_OutMessage(FrameType.STREAM_DATA, id, 0, flags, b"", message, True))
         if end and remote:
             self._error_resets.refund(1)
@@ -1357,7 +1364,7 @@ class Connection:
         """
         _u32_arg("n", n)
         call = self._calls.get(id)
-        if call is None or call.kind is not _Kind.STREAM:
+        if call is None or call.kind is not _STREAM:
             raise UnknownCall(id)
         if not call.recv_open:
             return
@@ -1381,7 +1388,7 @@ class Connection:
         """Sends a stream's accumulated grant when it is large enough (or the
         peer is out of credit), once the peer has seen the stream."""
         call = self._calls.get(id_)
-        if call is None or call.kind is not _Kind.STREAM or not call.opened or not call.recv_open:
+        if call is None or call.kind is not _STREAM or not call.opened or not call.recv_open:
             return
         threshold = max(self._config.limits.initial_stream_credit // 2, 1)
         room = max(MAX_WINDOW - call.recv_credit, 0)
@@ -1399,7 +1406,7 @@ class Connection:
             UnknownCall: no call of ours has this id.
         """
         call = self._calls.get(id)
-        if call is None or call.origin is not Side.LOCAL:
+        if call is None or call.origin is not _LOCAL:
             raise UnknownCall(id)
         self._remember_ended(id)
         never_sent = self._purge_out(id)
@@ -1418,7 +1425,7 @@ class Connection:
             InvalidState: the connection is not open, or 16 pings are
                 outstanding.
         """
-        if self._phase is not _Phase.OPEN:
+        if self._phase is not _OPEN:
             raise InvalidState("ping needs an open connection")
         if len(self._user_pings) >= MAX_USER_PINGS:
             raise InvalidState("too many pings outstanding")
@@ -1440,7 +1447,7 @@ class Connection:
         code = _error_code_arg(code)
         if self.is_closed():
             return
-        if code != ErrorCode.NO_ERROR or self._phase is not _Phase.OPEN:
+        if code != ErrorCode.NO_ERROR or self._phase is not _OPEN:
             if code == ErrorCode.NO_ERROR:
                 code = ErrorCode.UNAVAILABLE
             self._deferred.clear()
@@ -1536,11 +1543,11 @@ class Connection:
             return None
         t = self._config.timeouts
         candidates: list[int] = []
-        if self._phase is not _Phase.OPEN:
+        if self._phase is not _OPEN:
             candidates.append(self._started + t.handshake)
         if self._partial_since is not None:
             candidates.append(self._partial_since + t.partial_frame)
-        if self._phase is _Phase.OPEN:
+        if self._phase is _OPEN:
             if t.keepalive_interval is not None:
                 if self._keepalive_ping is not None:
                     candidates.append(self._keepalive_ping + t.keepalive_timeout)
@@ -1607,10 +1614,10 @@ class Connection:
         h = frame.header
         self._last_rx = self._now
         self._keepalive_ping = None
-        if self._phase in (_Phase.HANDSHAKE, _Phase.AWAITING_ACCEPT):
+        if self._phase in (_HANDSHAKE, _AWAITING_ACCEPT):
             self._on_handshake_frame(frame)
             return
-        if self._phase is _Phase.CLOSED:
+        if self._phase is _CLOSED:
             return
         ty = h.ty
         if ty in _ACTIVITY:
@@ -1629,12 +1636,12 @@ class Connection:
             self._on_goaway(frame)
             return
         role = self._config.role
-        if role is Role.SERVER and self._phase is _Phase.HANDSHAKE and h.ty == FrameType.HELLO:
+        if role is Role.SERVER and self._phase is _HANDSHAKE and h.ty == FrameType.HELLO:
             hello = Hello.decode(frame.payload)
             if hello.min_version > PROTOCOL_VERSION or hello.max_version < PROTOCOL_VERSION:
                 msg = "no protocol version in common"
                 self._send_refusal(ErrorCode.INCOMPATIBLE, msg)
-                raise Refused(ErrorCode.INCOMPATIBLE, Side.LOCAL, msg)
+                raise Refused(ErrorCode.INCOMPATIBLE, _LOCAL, msg)
             try:
                 peer = self._peer_info(
                     PROTOCOL_VERSION,
@@ -1647,21 +1654,21 @@ class Connection:
             except Violation:
                 msg = "advertised limits out of range"
                 self._send_refusal(ErrorCode.INCOMPATIBLE, msg)
-                raise Refused(ErrorCode.INCOMPATIBLE, Side.LOCAL, msg) from None
+                raise Refused(ErrorCode.INCOMPATIBLE, _LOCAL, msg) from None
             c = self._config
             try:
                 check_services(c.services, c.uses, hello.services, hello.uses)
             except Incompatible as e:
                 self._send_refusal(ErrorCode.INCOMPATIBLE, e.message)
-                raise Refused(ErrorCode.INCOMPATIBLE, Side.LOCAL, e.message) from None
+                raise Refused(ErrorCode.INCOMPATIBLE, _LOCAL, e.message) from None
             self._peer = peer
-            self._phase = _Phase.AWAITING_ACCEPT
+            self._phase = _AWAITING_ACCEPT
             self._push_event(HelloReceived(hello), 0, None)
             return
-        if role is Role.CLIENT and self._phase is _Phase.HANDSHAKE and h.ty == FrameType.HELLO_ACK:
+        if role is Role.CLIENT and self._phase is _HANDSHAKE and h.ty == FrameType.HELLO_ACK:
             ack = HelloAck.decode(frame.payload)
             if ack.error_code != ErrorCode.NO_ERROR:
-                raise Refused(ack.error_code, Side.REMOTE, ack.message)
+                raise Refused(ack.error_code, _REMOTE, ack.message)
             if ack.version != PROTOCOL_VERSION:
                 raise VersionNotOffered(ack.version)
             self._peer = self._peer_info(
@@ -1721,7 +1728,7 @@ class Connection:
         )
 
     def _open_connection(self) -> None:
-        self._phase = _Phase.OPEN
+        self._phase = _OPEN
         self._decoder.set_max_payload(self._config.limits.max_frame)
         peer = self._peer
         if peer is None:  # pragma: no cover - set before every call
@@ -1840,19 +1847,19 @@ class Connection:
             return
         deadline, uncompressed, payload = self._prelude(h, frame.payload)
         if h.ty == FrameType.REQUEST:
-            kind = _Kind.UNARY
+            kind = _UNARY
         elif h.ty == FrameType.STREAM_OPEN:
-            kind = _Kind.STREAM
+            kind = _STREAM
         else:
-            kind = _Kind.EVENT
-        if kind is _Kind.EVENT:
+            kind = _EVENT
+        if kind is _EVENT:
             if h.flags.contains(Flags.MORE):
                 if self._event_assemblies >= lim.max_in_flight:
                     raise LimitExceeded(
                         "max_in_flight", self._event_assemblies + 1, lim.max_in_flight
                     )
                 self._event_assemblies += 1
-                call = _Call(_Kind.EVENT, Side.REMOTE)
+                call = _Call(_EVENT, _REMOTE)
                 call.recv_open = True
                 call.assembly = self._start_assembly(h, payload, None, uncompressed)
                 self._return_connection_credit(h.length)
@@ -1868,7 +1875,7 @@ class Connection:
                 raise BudgetExhausted("refused calls")
             self._push_control(FrameType.ERROR, h.id, int(ErrorCode.REFUSED), b"")
             return
-        call = _Call(kind, Side.REMOTE)
+        call = _Call(kind, _REMOTE)
         call.slot = True
         call.recv_open = True
         call.send_open = True
@@ -1886,7 +1893,7 @@ class Connection:
             self._calls[h.id] = call
             return
         end = h.flags.contains(Flags.END)
-        if kind is _Kind.UNARY or end:
+        if kind is _UNARY or end:
             call.recv_open = False
         self._calls[h.id] = call
         message = new_message(h.codec, payload, uncompressed)
@@ -1921,7 +1928,7 @@ class Connection:
             self._return_connection_credit(h.length)
             self._unknown_id(h.ty, h.id)
             return
-        if call.kind is not _Kind.UNARY or call.assembly is not None:
+        if call.kind is not _UNARY or call.assembly is not None:
             raise UnexpectedFrame(h.ty)
         _, uncompressed, payload = self._prelude(h, frame.payload)
         if h.flags.contains(Flags.MORE):
@@ -1946,7 +1953,7 @@ class Connection:
             self._return_connection_credit(h.length)
             self._unknown_id(h.ty, h.id)
             return
-        if call.kind is not _Kind.STREAM:
+        if call.kind is not _STREAM:
             raise UnexpectedFrame(h.ty)
         if call.assembly is not None:
             raise InterleavedMessage(h.id)
@@ -2046,7 +2053,7 @@ class Connection:
         if h.id not in self._calls:
             self._unknown_id(h.ty, h.id)
             return
-        self._fail_local_call(h.id, ErrorCode(h.arg & 0xFFFF), info, Side.REMOTE)
+        self._fail_local_call(h.id, ErrorCode(h.arg & 0xFFFF), info, _REMOTE)
         self._maybe_finish()
 
     def _on_credit_frame(self, frame: Frame) -> None:
@@ -2068,7 +2075,7 @@ class Connection:
         if call is None:
             self._unknown_id(h.ty, h.id)
             return
-        if call.kind is not _Kind.STREAM:
+        if call.kind is not _STREAM:
             raise UnexpectedFrame(h.ty)
         if call.send_credit + n > MAX_WINDOW:
             self._reset_stream(h.id, ErrorCode.FLOW_CONTROL)
@@ -2124,15 +2131,15 @@ class Connection:
         self._stray()
 
     def _refuse_above(self, last: int) -> None:
-        refused = sorted(i for i, c in self._calls.items() if c.origin is Side.LOCAL and i > last)
+        refused = sorted(i for i, c in self._calls.items() if c.origin is _LOCAL and i > last)
         for id_ in refused:
-            self._fail_local_call(id_, ErrorCode.REFUSED, ErrorInfo(), Side.REMOTE)
+            self._fail_local_call(id_, ErrorCode.REFUSED, ErrorInfo(), _REMOTE)
 
     def _on_goaway(self, frame: Frame) -> None:
         h = frame.header
         info = GoAwayInfo.decode(frame.payload)
         code = ErrorCode(h.arg & 0xFFFF)
-        if code != ErrorCode.NO_ERROR or self._phase is not _Phase.OPEN:
+        if code != ErrorCode.NO_ERROR or self._phase is not _OPEN:
             # Calls above `last` were not processed: they fail as REFUSED
             # (safe to retry) before the rest fail with the peer's code.
             self._refuse_above(h.id)
@@ -2152,10 +2159,10 @@ class Connection:
         call = self._calls.get(id_)
         if call is None:
             return
-        if call.origin is Side.LOCAL:
+        if call.origin is _LOCAL:
             self._purge_out(id_)
             self._push_control(FrameType.CANCEL, id_, 0, b"")
-            self._fail_local_call(id_, code, ErrorInfo(), Side.LOCAL)
+            self._fail_local_call(id_, code, ErrorInfo(), _LOCAL)
         else:
             self._purge_out(id_)
             self._push_control(FrameType.ERROR, id_, int(code), b"")
@@ -2169,13 +2176,13 @@ class Connection:
             return
         if call.deadline is not None:
             self._deadlines.remove((call.deadline, id_))
-        if call.origin is Side.LOCAL:
-            if call.kind is not _Kind.EVENT:
+        if call.origin is _LOCAL:
+            if call.kind is not _EVENT:
                 self._local_in_flight -= 1
                 if self._send_blocked:
                     self._send_blocked = False
                     self._push_event(Writable(None), 0, None)
-        elif call.kind is _Kind.EVENT:
+        elif call.kind is _EVENT:
             self._event_assemblies -= 1
         else:
             self._remote_in_flight -= 1
@@ -2196,7 +2203,7 @@ class Connection:
         if call is not None:
             call.slot = False
             call.send_open = False
-            if call.cancelled or call.kind is _Kind.UNARY:
+            if call.cancelled or call.kind is _UNARY:
                 call.recv_open = False
             if call.deadline is not None:
                 self._deadlines.remove((call.deadline, id_))
@@ -2219,7 +2226,7 @@ class Connection:
         call = self._calls.get(id_)
         if call is None:
             return
-        if call.kind is _Kind.EVENT:
+        if call.kind is _EVENT:
             self._remove_call(id_)
             return
         call.cancelled = True
@@ -2402,7 +2409,7 @@ class Connection:
                 if msg.stream_credit:
                     call.send_credit -= n
                     call.queued -= n
-            if opening and call is not None and call.kind is _Kind.STREAM:
+            if opening and call is not None and call.kind is _STREAM:
                 self._flush_pending_grant(msg.id)
             self._sent_message_since_peer_ping = True
             self._credit_frames.refund(lim.credit_frames_per_data)
@@ -2431,7 +2438,7 @@ class Connection:
         self._opens.clear()
         # Nothing queued goes out after a connection error, except our own
         # refusing HELLO_ACK and the GOAWAY that reports the error.
-        if not (isinstance(error, Refused) and error.side is Side.LOCAL):
+        if not (isinstance(error, Refused) and error.side is _LOCAL):
             self._control.clear()
             self._out.clear()
             self._queued_bytes = 0
@@ -2445,10 +2452,10 @@ class Connection:
         code = ErrorCode.UNAVAILABLE if error is None else error.code
         for id_ in sorted(self._calls):
             call = self._calls[id_]
-            if call.kind is _Kind.EVENT:
+            if call.kind is _EVENT:
                 continue
-            if call.origin is Side.LOCAL:
-                self._push_event(CallFailed(id_, code, ErrorInfo(), Side.LOCAL), 0, None)
+            if call.origin is _LOCAL:
+                self._push_event(CallFailed(id_, code, ErrorInfo(), _LOCAL), 0, None)
             elif call.delivered and not call.cancelled and call.slot:
                 self._push_event(Cancelled(id_, code), 0, None)
         self._calls.clear()
@@ -2460,14 +2467,14 @@ class Connection:
         self._remote_in_flight = 0
         self._event_assemblies = 0
         self._user_pings.clear()
-        self._phase = _Phase.CLOSED
+        self._phase = _CLOSED
         self._close_error = error
         self._push_event(Closed(error), 0, None)
 
     def _maybe_finish(self) -> None:
         """Closes gracefully once a shutdown (ours or the peer's) has
         drained."""
-        if self._phase is not _Phase.OPEN or self._calls or self._out:
+        if self._phase is not _OPEN or self._calls or self._out:
             return
         if isinstance(self._shutdown, _Draining) or self._goaway_received is not None:
             self._finish_closed(None)

@@ -981,7 +981,7 @@ class Connection:
             # A plain function: answered now, without a task.
             try:
                 reply = handler(ctx, _compress.decompress(event.message))
-                if isinstance(reply, Message | bytes | bytearray | memoryview):
+                if isinstance(reply, _REPLIES):
                     self._finish_unary(id_, to_message(reply, Codec.RAW))
                     return
                 if not inspect.isawaitable(reply):
@@ -1222,6 +1222,10 @@ class Connection:
                 await handler(CallContext(0, method, None, self), event)
             except Exception:
                 _log.exception("event handler for method %d failed", method)
+
+
+_REPLIES = (Message, bytes, bytearray, memoryview)
+"""What a plain-function handler answers with directly."""
 
 
 def _handler_failed(method: int, e: Exception) -> Status:
