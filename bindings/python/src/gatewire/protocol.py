@@ -505,6 +505,9 @@ class _Kind(enum.Enum):
     """A one-way message being reassembled."""
 
 
+_OPENING = (FrameType.REQUEST, FrameType.EVENT, FrameType.STREAM_OPEN)
+"""The frame types that open an id."""
+
 # The members of these enums as module constants, for the code that runs on
 # every frame: a member looked up on its enum class costs several times a
 # global.
@@ -718,7 +721,7 @@ class _OutMessage:
         self.started = False
         self.stream_credit = stream_credit
         """Frames spend the stream's credit as well as the connection's."""
-        self.opens = ty.opens_id()
+        self.opens = ty in _OPENING
         """The first frame opens the id (REQUEST, EVENT, STREAM_OPEN)."""
         self.event = ty == FrameType.EVENT
 
@@ -865,6 +868,9 @@ class Connection:
         self._strays = _Budget(lim.stray_frame_budget)
         self._small_frames = _Budget(lim.small_frame_budget)
         self._credit_frames = _Budget(min(lim.credit_frames_per_data * 10, U32_MAX))
+        self._send_sizes = self._sizes()
+        self._local_parity = 1 if config.role is Role.CLIENT else 0
+        """Our ids are odd on the client, even on the server."""
 
         self._shutdown: _Announced | _Draining | None = None
         self._goaway_sent: int | None = None
@@ -1503,9 +1509,11 @@ class Connection:
 
     def poll_event(self) -> Event | None:
         """The next event for the application, if any."""
-        while self._events:
-            pending = self._events.popleft()
-            self._event_bytes = max(0, self._event_bytes - pending.size)
+        events = self._events
+        while events:
+            pending = events.popleft()
+            left = self._event_bytes - pending.size
+            self._event_bytes = left if left > 0 else 0
             self._return_connection_credit(pending.credit)
             if pending.opens is not None:
                 call = self._calls.get(pending.opens)
@@ -1734,9 +1742,25 @@ class Connection:
         if peer is None:  # pragma: no cover - set before every call
             raise AssertionError("peer info is set before the connection opens")
         self._send_credit = peer.limits.connection_credit
+        self._send_sizes = self._sizes()
         self._last_rx = self._now
         self._last_activity = self._now
         self._push_event(Connected(peer), 0, None)
+
+    def _sizes(self) -> tuple[int, int, int, int]:
+        """What cutting frames for the peer needs, fixed once it is known:
+        the largest fragment, the least frame worth sending when the
+        connection's credit (or a stream's) cuts a message short, and the
+        peer's ``max_in_flight``."""
+        lim = self._config.limits
+        peer = self._peer_limits()
+        fragment = min(peer.max_frame, lim.send_fragment)
+        # A frame cut short by credit must be worth sending: wait for at
+        # least a small frame's worth (or half the window, if smaller).
+        conn_worth = max(min(MIN_FRAGMENT, peer.connection_credit // 2, fragment), 1)
+        window = min(peer.connection_credit, peer.initial_stream_credit)
+        stream_worth = max(min(MIN_FRAGMENT, window // 2, fragment), 1)
+        return fragment, conn_worth, stream_worth, peer.max_in_flight
 
     def _prelude(self, h: Header, payload: bytes) -> tuple[int | None, int | None, bytes]:
         """Parses the prelude of a message's first frame: (deadline ms,
@@ -1757,9 +1781,9 @@ class Connection:
             at += 4
             return int(v)
 
-        deadline = take("deadline") if h.flags.contains(Flags.DEADLINE) else None
+        deadline = take("deadline") if h.flags & Flags.DEADLINE else None
         uncompressed: int | None = None
-        if h.flags.contains(Flags.COMPRESSED):
+        if h.flags & Flags.COMPRESSED:
             n = take("uncompressed size")
             if not self._config.compression:
                 raise CompressionNotNegotiated()
@@ -1791,8 +1815,8 @@ class Connection:
 
     def _charge_small(self, h: Header) -> None:
         threshold = self._config.limits.small_frame_threshold
-        non_final = h.flags.contains(Flags.MORE) or (
-            h.ty == FrameType.STREAM_DATA and not h.flags.contains(Flags.END) and h.length == 0
+        non_final = h.flags & Flags.MORE or (
+            h.ty == FrameType.STREAM_DATA and not h.flags & Flags.END and h.length == 0
         )
         if (
             non_final
@@ -1821,7 +1845,7 @@ class Connection:
             raise BudgetExhausted("stray frames")
 
     def _is_local_id(self, id_: int) -> bool:
-        return (id_ % 2 == 1) == (self._config.role is Role.CLIENT)
+        return id_ & 1 == self._local_parity
 
     def _unknown_id(self, ty: FrameType, id_: int) -> None:
         """Classifies an id that names no live call: opened before (a stray
@@ -1853,7 +1877,7 @@ class Connection:
         else:
             kind = _EVENT
         if kind is _EVENT:
-            if h.flags.contains(Flags.MORE):
+            if h.flags & Flags.MORE:
                 if self._event_assemblies >= lim.max_in_flight:
                     raise LimitExceeded(
                         "max_in_flight", self._event_assemblies + 1, lim.max_in_flight
@@ -1887,12 +1911,12 @@ class Connection:
             call.deadline = at
             self._deadlines.insert((at, h.id))
         self._remote_in_flight += 1
-        if h.flags.contains(Flags.MORE):
+        if h.flags & Flags.MORE:
             call.assembly = self._start_assembly(h, payload, deadline, uncompressed)
             self._return_connection_credit(h.length)
             self._calls[h.id] = call
             return
-        end = h.flags.contains(Flags.END)
+        end = bool(h.flags & Flags.END)
         if kind is _UNARY or end:
             call.recv_open = False
         self._calls[h.id] = call
@@ -1931,7 +1955,7 @@ class Connection:
         if call.kind is not _UNARY or call.assembly is not None:
             raise UnexpectedFrame(h.ty)
         _, uncompressed, payload = self._prelude(h, frame.payload)
-        if h.flags.contains(Flags.MORE):
+        if h.flags & Flags.MORE:
             call.assembly = self._start_assembly(h, payload, None, uncompressed)
             self._return_connection_credit(h.length)
             return
@@ -1971,13 +1995,13 @@ class Connection:
             self._reset_stream(h.id, ErrorCode.FLOW_CONTROL)
             return
         _, uncompressed, payload = self._prelude(h, frame.payload)
-        if h.flags.contains(Flags.MORE):
+        if h.flags & Flags.MORE:
             call.assembly = self._start_assembly(h, payload, None, uncompressed)
             self._return_connection_credit(h.length)
             self._credit_reassembly(h.id, h.length)
             return
         message = Message(h.codec, payload, uncompressed)
-        self._complete_stream_data(h.id, message, h.flags.contains(Flags.END), h.length)
+        self._complete_stream_data(h.id, message, bool(h.flags & Flags.END), h.length)
 
     def _complete_stream_data(self, id_: int, message: Message, end: bool, credit: int) -> None:
         if end:
@@ -2025,12 +2049,12 @@ class Connection:
         self._return_connection_credit(h.length)
         if stream:
             self._credit_reassembly(h.id, h.length)
-        if h.flags.contains(Flags.MORE):
+        if h.flags & Flags.MORE:
             return
         a = assembly
         call.assembly = None
         message = Message(a.codec, b"".join(a.parts), a.uncompressed)
-        end = a.flags.contains(Flags.END)
+        end = bool(a.flags & Flags.END)
         if a.ty == FrameType.RESPONSE:
             self._complete_response(h.id, message, 0)
         elif a.ty == FrameType.STREAM_DATA:
@@ -2299,7 +2323,7 @@ class Connection:
         self._events.append(_PendingEvent(event, credit, opens, size))
 
     def _return_connection_credit(self, n: int) -> None:
-        if n == 0 or self.is_closed():
+        if n == 0 or self._phase is _CLOSED:
             return
         self._recv_window += n
         self._recv_unreturned += n
@@ -2312,14 +2336,16 @@ class Connection:
             self._push_control(FrameType.CREDIT, 0, grant, b"")
 
     def _enqueue(self, msg: _OutMessage) -> None:
-        msg.seq = self._next_seq
-        self._next_seq += 1
-        if msg.is_unsent_open():
-            self._opens.append(msg.seq)
+        """Queues a message just built (nothing of it sent)."""
+        seq = self._next_seq
+        msg.seq = seq
+        self._next_seq = seq + 1
+        if msg.opens:
+            self._opens.append(seq)
         call = self._calls.get(msg.id)
         if call is not None:
-            call.out_seqs.append(msg.seq)
-        self._queued_bytes += msg.remaining()
+            call.out_seqs.append(seq)
+        self._queued_bytes += len(msg.prelude) + len(msg._body)
         self._out.append(msg)
 
     def _take_ping_token(self) -> int:
@@ -2344,17 +2370,17 @@ class Connection:
         if self._control:
             control = self._control.popleft()
             return control.to_bytes() if encode else control
-        if not self._out:
+        out = self._out
+        if not out:
             return None
-        lim = self._config.limits
-        peer = self._peer_limits()
-        fragment = min(peer.max_frame, lim.send_fragment)
-        small = MIN_FRAGMENT
+        fragment, conn_worth, stream_worth, max_in_flight = self._send_sizes
         # What the connection's credit allows any message (a stream's own
         # credit may allow less).
-        conn_budget = min(max(self._send_credit, 0), fragment)
-        conn_worth = max(min(small, peer.connection_credit // 2, fragment), 1)
-        out = self._out
+        conn_budget = self._send_credit
+        if conn_budget > fragment:
+            conn_budget = fragment
+        elif conn_budget < 0:
+            conn_budget = 0
         calls = self._calls
         opens = self._opens
         for _ in range(len(out)):
@@ -2368,18 +2394,15 @@ class Connection:
             if (
                 (unsent_open and (not opens or opens[0] != msg.seq))
                 or (call is not None and (not call.out_seqs or call.out_seqs[0] != msg.seq))
-                or (not started and msg.event and self._events_sending >= peer.max_in_flight)
+                or (not started and msg.event and self._events_sending >= max_in_flight)
             ):
                 out.append(msg)
                 continue
             budget = conn_budget
-            # A frame cut short by credit must be worth sending: wait for at
-            # least a small frame's worth (or half the window, if smaller).
             worth = conn_worth
             if msg.stream_credit:
                 budget = min(budget, max(call.send_credit, 0) if call is not None else 0)
-                window = min(peer.connection_credit, peer.initial_stream_credit)
-                worth = max(min(small, window // 2, fragment), 1)
+                worth = stream_worth
             left = len(msg._body) - msg._pos
             if started:
                 remaining = left
@@ -2395,7 +2418,8 @@ class Connection:
                 opens.popleft()
             ty, flags, codec, arg, payload = msg.cut(budget)
             n = len(payload)
-            done = msg.is_done()
+            # Started now: done once the body is out.
+            done = msg._pos == len(msg._body)
             self._queued_bytes -= n
             self._send_credit -= n
             if msg.event and opening != done:
@@ -2412,13 +2436,13 @@ class Connection:
             if opening and call is not None and call.kind is _STREAM:
                 self._flush_pending_grant(msg.id)
             self._sent_message_since_peer_ping = True
-            self._credit_frames.refund(lim.credit_frames_per_data)
+            self._credit_frames.refund(self._config.limits.credit_frames_per_data)
             if not done:
                 out.append(msg)
             elif msg.stream_credit:
                 self._maybe_remove(msg.id)
                 self._maybe_finish()
-            if self._send_blocked and self._queued_bytes < lim.max_send_queue:
+            if self._send_blocked and self._queued_bytes < self._config.limits.max_send_queue:
                 self._send_blocked = False
                 self._push_event(Writable(None), 0, None)
             if encode:
