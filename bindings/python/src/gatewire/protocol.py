@@ -505,6 +505,9 @@ class _Kind(enum.Enum):
     """A one-way message being reassembled."""
 
 
+_VIEW_MIN = 1024
+"""Body parts at least this large are cut as views (one copy fewer)."""
+
 _OPENING = (FrameType.REQUEST, FrameType.EVENT, FrameType.STREAM_OPEN)
 """The frame types that open an id."""
 
@@ -725,6 +728,13 @@ class _OutMessage:
         """The first frame opens the id (REQUEST, EVENT, STREAM_OPEN)."""
         self.event = ty == FrameType.EVENT
 
+    def _part(self, n: int) -> bytes | memoryview:
+        """The next ``n`` bytes of the body (a view when large)."""
+        at = self._pos
+        if n < _VIEW_MIN:
+            return self._body[at : at + n]
+        return memoryview(self._body)[at : at + n]
+
     def _body_left(self) -> int:
         return len(self._body) - self._pos
 
@@ -746,14 +756,15 @@ class _OutMessage:
     def is_done(self) -> bool:
         return self.started and self._body_left() == 0
 
-    def cut(self, budget: int) -> tuple[FrameType, Flags, Codec, int, bytes]:
+    def cut(self, budget: int) -> tuple[FrameType, Flags, Codec, int, bytes | memoryview]:
         """Cuts the next frame of at most ``budget`` payload bytes
         (``budget >= min_frame()``): its type, flags, codec, argument and
-        payload (the id is the message's)."""
+        payload (the id is the message's). A large part of the body comes as
+        a view, copied once when the frame is encoded."""
         if self.started:
             left = len(self._body) - self._pos
             take = min(budget, left)
-            payload = self._body[self._pos : self._pos + take]
+            payload = self._part(take)
             self._pos += take
             flags = Flags.NONE if take == left else Flags.MORE
             return FrameType.CONTINUATION, flags, Codec.RAW, 0, payload
@@ -764,8 +775,10 @@ class _OutMessage:
             payload = self.prelude
         elif take == len(self._body) and not self.prelude:
             payload = self._body
+        elif self.prelude:
+            payload = self.prelude + self._part(take)
         else:
-            payload = self.prelude + self._body[self._pos : self._pos + take]
+            payload = self._part(take)
         self._pos += take
         flags = self.flags if take == left else self.flags.union(Flags.MORE)
         return self.ty, flags, self.codec, self.arg, payload
@@ -2447,7 +2460,8 @@ class Connection:
                 self._push_event(Writable(None), 0, None)
             if encode:
                 return pack_header(n, ty, flags, codec, 0, msg.id, arg) + payload
-            return _new_frame(trusted_header(n, ty, flags, codec, msg.id, arg), payload)
+            header = trusted_header(n, ty, flags, codec, msg.id, arg)
+            return _new_frame(header, payload if type(payload) is bytes else bytes(payload))
         return None
 
     # ----- internals: closing -------------------------------------------------
