@@ -120,29 +120,6 @@ def test_payload_sizes_both_ways(transport: str) -> None:
     run(main())
 
 
-def test_a_lone_call_is_written_at_once(transport: str) -> None:
-    async def main() -> None:
-        async with pair(transport, echo_router()) as (client, _, _):
-            await client.call(1, b"warm")
-            writes = client.stats().writes
-            # One step of the calling task: its request is already written.
-            lone = asyncio.ensure_future(client.call(1, b"lone"))
-            await asyncio.sleep(0)
-            assert client.stats().writes == writes + 1
-            assert (await lone).body == b"lone"
-            # Calls made together: the first (alone) is written at once, the
-            # others share one write at the end of the loop's turn.
-            writes = client.stats().writes
-            calls = [asyncio.ensure_future(client.call(1, _le(i))) for i in range(3)]
-            await asyncio.sleep(0)
-            assert client.stats().writes == writes + 1
-            await asyncio.sleep(0)
-            assert client.stats().writes == writes + 2
-            assert [r.body for r in await asyncio.gather(*calls)] == [_le(i) for i in range(3)]
-
-    run(main())
-
-
 def test_thousand_concurrent_calls(transport: str) -> None:
     async def main() -> None:
         # 1,000 calls against the default max_in_flight of 100: the excess

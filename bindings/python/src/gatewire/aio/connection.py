@@ -379,9 +379,7 @@ class Connection:
             return id_
 
         # Without a coroutine of its own when there is room (the usual case).
-        # A call made while no other awaits its answer is written at once:
-        # nothing is likely to join it in this turn of the loop.
-        id_ = self._send_now(op, now=not self._calls)
+        id_ = self._send_now(op)
         if isinstance(id_, _Blocked):
             id_ = await self._with_room(op)
         try:
@@ -528,10 +526,9 @@ class Connection:
 
     # ----- internals: commands ---------------------------------------------------
 
-    def _send_now(self, op: Callable[[], _T], now: bool = False) -> _T | _Blocked:
+    def _send_now(self, op: Callable[[], _T]) -> _T | _Blocked:
         """Runs ``op`` on the core: its value, or :data:`_BLOCKED` while the
-        core has no room (``op`` raised ``Blocked``). ``now``: write at once
-        (see :meth:`_pump`)."""
+        core has no room (``op`` raised ``Blocked``)."""
         if self._core.is_closed():
             # Nothing was sent: the call is safe to retry elsewhere.
             raise unsent(self._close_error)
@@ -542,7 +539,7 @@ class Connection:
             return _BLOCKED
         except SendError as e:
             raise from_send(e) from None
-        self._pump(now)
+        self._pump()
         return value
 
     async def _with_room(self, op: Callable[[], _T]) -> _T:
