@@ -817,6 +817,8 @@ class Connection:
         self._config = config
         self._phase = _HANDSHAKE
         self._peer: PeerInfo | None = None
+        self._peer_lim = AdvertisedLimits()
+        """The peer's limits (the protocol defaults until it told us)."""
         self._now = now
         self._started = now
 
@@ -1153,10 +1155,10 @@ class Connection:
             raise IdsExhausted()
 
     def _peer_limits(self) -> AdvertisedLimits:
-        return self._peer.limits if self._peer is not None else AdvertisedLimits()
+        return self._peer_lim
 
     def _check_message(self, message: Message) -> None:
-        peer = self._peer_limits()
+        peer = self._peer_lim
         n = len(message.body)
         if n > peer.max_message:
             raise MessageTooLarge(n, peer.max_message)
@@ -1186,10 +1188,11 @@ class Connection:
         self._check_can_open()
         self._check_message(message)
         peer_max = self._peer.limits.max_in_flight if self._peer is not None else 0
-        if kind is not _EVENT and self._local_in_flight >= peer_max:
+        if (
+            kind is not _EVENT and self._local_in_flight >= peer_max
+        ) or self._queued_bytes >= self._config.limits.max_send_queue:
             self._send_blocked = True
             raise Blocked()
-        self._check_queue()
         id_ = self._next_local_id
         self._next_local_id += 2
         self._last_local_id = id_
@@ -1202,10 +1205,9 @@ class Connection:
             flags = flags.union(Flags.DEADLINE)
             prelude = struct.pack("<I", deadline)
         if kind is not _EVENT:
-            peer = self._peer_limits()
             call = _Call(kind, _LOCAL)
             call.send_open = kind is _STREAM and not end
-            call.send_credit = peer.initial_stream_credit
+            call.send_credit = self._peer_lim.initial_stream_credit
             call.recv_credit = self._config.limits.initial_stream_credit
             if deadline is not None:
                 at = self._now + deadline
@@ -1683,6 +1685,7 @@ class Connection:
                 self._send_refusal(ErrorCode.INCOMPATIBLE, e.message)
                 raise Refused(ErrorCode.INCOMPATIBLE, _LOCAL, e.message) from None
             self._peer = peer
+            self._peer_lim = peer.limits
             self._phase = _AWAITING_ACCEPT
             self._push_event(HelloReceived(hello), 0, None)
             return
@@ -1700,6 +1703,7 @@ class Connection:
                 (ack.services, ack.uses),
                 ack.agent,
             )
+            self._peer_lim = self._peer.limits
             self._open_connection()
             return
         raise UnexpectedFrame(h.ty)

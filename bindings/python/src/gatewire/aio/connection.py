@@ -60,7 +60,7 @@ from ..exceptions import (
     MessageTooLarge,
     SendError,
 )
-from ..frame import Codec
+from ..frame import Codec, trusted_constructor
 from ..protocol import (
     CallFailed,
     Cancelled,
@@ -957,7 +957,7 @@ class Connection:
 
     def _context(self, id_: int, method: int, deadline: int | None) -> CallContext:
         at = None if deadline is None else self._loop.time() + deadline / 1000
-        return CallContext(id_, method, at, self)
+        return _new_context(id_, method, at, self)
 
     def _spawn_unary(self, event: Request) -> None:
         if event.method == REAUTHENTICATE:
@@ -1223,6 +1223,12 @@ class Connection:
             except Exception:
                 _log.exception("event handler for method %d failed", method)
 
+
+_new_context: Callable[[int, int, float | None, Connection], CallContext] = trusted_constructor(
+    CallContext
+)
+"""``CallContext(id, method, deadline, connection)`` for fields the
+connection already has in range."""
 
 _REPLIES = (Message, bytes, bytearray, memoryview)
 """What a plain-function handler answers with directly."""
