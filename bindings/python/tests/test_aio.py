@@ -10,6 +10,8 @@ which need a deadline to pass.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import random
 import struct
 import tracemalloc
@@ -214,7 +216,8 @@ def test_plain_function_handlers(transport: str) -> None:
 
     @router.unary(7)
     def big(_ctx: gw.CallContext, m: Message) -> bytes:
-        return m.body * 200_000
+        # Incompressible: compression (on by default) leaves its size.
+        return random.Random(m.body).randbytes(300_000)
 
     async def main() -> None:
         async with pair(transport, router) as (client, server_side, _):
@@ -243,10 +246,81 @@ def test_plain_function_handlers(transport: str) -> None:
             calls = [client.call(7 if i % 50 == 0 else 1, _le(i)) for i in range(1000)]
             results = await asyncio.gather(*calls)
             for i, r in enumerate(results):
-                assert r.body == (_le(i) * 200_000 if i % 50 == 0 else _le(i)), i
+                big_body = random.Random(_le(i)).randbytes(300_000)
+                assert r.body == (big_body if i % 50 == 0 else _le(i)), i
             assert server_side.stats().calls_in == 0
 
     run(main())
+
+
+def test_plain_function_handler_edges(transport: str) -> None:
+    router = gw.Router()
+    seen: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("seen", default=None)
+    held: list[asyncio.Future[bytes]] = []
+
+    @router.unary(1)
+    def remember(_ctx: gw.CallContext, m: Message) -> bytes:
+        # Each call runs in a copy of the context: nothing carries over.
+        before = seen.get()
+        seen.set(m.body)
+        return b"none" if before is None else before
+
+    @router.unary(2)
+    def cancelled(_ctx: gw.CallContext, _m: Message) -> bytes:
+        raise asyncio.CancelledError
+
+    @router.unary(3)
+    def hold(_ctx: gw.CallContext, _m: Message) -> asyncio.Future[bytes]:
+        held.append(asyncio.get_running_loop().create_future())
+        return held[-1]
+
+    async def main() -> None:
+        async with pair(transport, router) as (client, server_side, _):
+            assert (await client.call(1, b"a")).body == b"none"
+            assert (await client.call(1, b"b")).body == b"none"
+            # A CancelledError out of a plain function answers CANCELLED;
+            # the connection goes on.
+            with pytest.raises(gw.RemoteError) as e:
+                await client.call(2)
+            assert e.value.code == ErrorCode.CANCELLED
+            assert server_side.stats().calls_in == 0
+            # A future it returned is cancelled with the call.
+            waiting = asyncio.ensure_future(client.call(3))
+            await until(lambda: held and server_side.stats().calls_in == 1, "the held call")
+            waiting.cancel()
+            await until(held[0].cancelled, "the future cancelled")
+            await until(lambda: server_side.stats().calls_in == 0, "the slot freed")
+            assert (await client.call(1, b"c")).body == b"none"
+
+    run(main())
+
+
+def test_which_unary_handlers_run_inline(transport: str) -> None:
+    del transport  # one router serves every transport
+
+    def plain(_ctx: gw.CallContext, m: Message) -> Message:
+        return m
+
+    async def coroutine(_ctx: gw.CallContext, m: Message) -> Message:
+        return m
+
+    class Holder:
+        async def method(self, _ctx: gw.CallContext, m: Message) -> Message:
+            return m
+
+        def sync_method(self, _ctx: gw.CallContext, m: Message) -> Message:
+            return m
+
+    router = gw.Router()
+    assert router.runs_inline(1, plain)
+    assert router.runs_inline(1, lambda _c, m: m)
+    assert router.runs_inline(1, Holder().sync_method)
+    assert not router.runs_inline(1, coroutine)
+    assert not router.runs_inline(1, functools.partial(coroutine))
+    assert not router.runs_inline(1, Holder().method)
+    assert not router.runs_inline(1, AsyncCallable())
+    # The answer follows the handler given, not the first one seen.
+    assert router.runs_inline(2, plain) and not router.runs_inline(2, coroutine)
 
 
 def test_message_limits(transport: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import os
 import socket
 import stat
@@ -16,6 +17,7 @@ import gatewire.aio as gw
 from gatewire import Codec, ErrorCode, Limits, Message
 from gatewire.aio import _compress
 from gatewire.aio._transport import StreamTransport, WsTransport
+from gatewire.aio.connection import _drop_unawaited
 from gatewire.aio.endpoint import Endpoint, EndpointError
 from gatewire.aio.options import Options
 
@@ -480,5 +482,37 @@ def test_aborting_a_paused_websocket_reports_its_end() -> None:
         error = ended[0]
         assert isinstance(error, gw.RpcError)
         assert error.code == ErrorCode.UNAVAILABLE
+
+    run(main())
+
+
+# ----- plain-function handlers --------------------------------------------------
+
+
+def test_an_awaitable_left_unawaited_by_a_cancelled_task_is_stopped() -> None:
+    # What a plain-function handler returned to await, when the task that was
+    # to await it is cancelled before it started (a cancel routed in the same
+    # turn): a coroutine is closed, a future cancelled.
+    async def main() -> None:
+        async def never() -> bytes:
+            raise AssertionError("not run")
+
+        loop = asyncio.get_running_loop()
+        started = loop.create_task(asyncio.sleep(0))
+        started.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await started
+        coro = never()
+        future: asyncio.Future[bytes] = loop.create_future()
+        _drop_unawaited(coro, started)
+        _drop_unawaited(future, started)
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+        assert future.cancelled()
+        # A task that ended otherwise leaves the awaitable alone.
+        finished = loop.create_task(asyncio.sleep(0))
+        await finished
+        other: asyncio.Future[bytes] = loop.create_future()
+        _drop_unawaited(other, finished)
+        assert not other.done()
 
     run(main())

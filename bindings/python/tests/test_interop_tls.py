@@ -226,7 +226,7 @@ def _identities() -> tuple[gw.Router, list[gw.Identity | None]]:
     seen: list[gw.Identity | None] = []
     echo = router.unary_handlers[1]
 
-    async def recording_echo(ctx: gw.CallContext, m: Message) -> Message | bytes:
+    async def recording_echo(ctx: gw.CallContext, m: Message) -> gw.Payload:
         seen.append(ctx.identity)
         reply = echo(ctx, m)
         return await reply if inspect.isawaitable(reply) else reply

@@ -454,6 +454,8 @@ def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
     assignment, and setting each slot through its descriptor costs several
     times more. Together this costs about a fifth of ``cls(...)``, which
     counts on every frame."""
+    if cls.__bases__ != (object,) or "__weakref__" in vars(cls):
+        raise TypeError(f"{cls.__name__} must derive from object alone, without __weakref__")
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     twin = type(f"_{cls.__name__}Fields", (), {"__slots__": tuple(vars(cls)["__slots__"])})
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls, "twin": twin}

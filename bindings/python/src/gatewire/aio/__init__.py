@@ -99,7 +99,7 @@ from .errors import (
     TransportError,
 )
 from .options import Options
-from .router import CallContext, EventHandler, Router, StreamHandler, UnaryHandler
+from .router import CallContext, EventHandler, Payload, Router, StreamHandler, UnaryHandler
 from .server import Server, serve
 from .stream import RecvStream, SendStream
 from .tls import ClientAuth, PeerCertificate, TlsClientConfig, TlsInfo, TlsServerConfig
@@ -131,6 +131,7 @@ __all__ = [
     "Message",
     "MtlsAuthenticator",
     "Options",
+    "Payload",
     "PeerCertificate",
     "PeerInfo",
     "RecvStream",

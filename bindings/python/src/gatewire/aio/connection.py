@@ -13,8 +13,11 @@ re-armed from :meth:`~gatewire.protocol.Connection.poll_timeout`, fires the
 core's deadlines (handshake, keepalive, call deadlines, drain...). After
 every input or command the runtime routes the core's events: responses to
 the pending-call map, stream data to stream queues, requests to handler
-tasks. Everything runs on the event loop's thread: there is no lock, and no
-user code runs while the core is being driven.
+tasks, or straight to a plain-function handler, whose answer goes out with
+the rest of that turn's writes. Everything runs on the event loop's thread:
+there is no lock, and the only user code that runs while events are routed
+is a plain-function handler (which cannot drive the core re-entrantly: it
+does not await, and the routing is not re-entered).
 
 Cancel safety
 -------------
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
@@ -56,6 +60,7 @@ from ..control import ErrorInfo, ServiceList
 from ..exceptions import (
     Blocked,
     GatewireError,
+    InvalidArgument,
     InvalidState,
     MessageTooLarge,
     SendError,
@@ -97,7 +102,7 @@ from .errors import (
     from_send,
     unsent,
 )
-from .router import CallContext, EventHandler, Router, StreamHandler, UnaryHandler
+from .router import CallContext, EventHandler, Payload, Router, StreamHandler, UnaryHandler
 from .stream import Notify, RecvStream, SendStream, StreamSlot, to_message, wait_any
 
 if TYPE_CHECKING:
@@ -977,14 +982,17 @@ class Connection:
         id_ = event.id
         ctx = self._context(id_, event.method, event.deadline)
         coro: Coroutine[object, object, None]
+        pending: Awaitable[object] | None = None
         if self._router.runs_inline(event.method, handler):
-            # A plain function: answered now, without a task.
+            # A plain function: answered now, without a task, in a copy of
+            # the context (as a task would be).
+            answer: Message | None = None
             try:
-                reply = handler(ctx, _compress.decompress(event.message))
+                request = _compress.decompress(event.message)
+                reply = contextvars.copy_context().run(handler, ctx, request)
                 if isinstance(reply, _REPLIES):
-                    self._finish_unary(id_, to_message(reply, Codec.RAW))
-                    return
-                if not inspect.isawaitable(reply):
+                    answer = to_message(reply, Codec.RAW)
+                elif not inspect.isawaitable(reply):
                     raise TypeError(
                         f"a unary handler returns bytes or a gatewire Message,"
                         f" not {type(reply).__name__}"
@@ -992,10 +1000,22 @@ class Connection:
             except Exception as e:
                 self._finish_unary(id_, _handler_failed(ctx.method, e))
                 return
-            coro = self._await_unary(id_, ctx.method, reply)
+            except asyncio.CancelledError:
+                self._finish_unary(id_, None)
+                return
+            except BaseException:
+                self._finish_unary(id_, None)
+                raise
+            if answer is not None:
+                self._finish_unary(id_, answer)
+                return
+            pending = cast("Awaitable[Payload]", reply)
+            coro = self._await_unary(id_, ctx.method, pending)
         else:
             coro = self._run_unary(id_, handler, ctx, event.message)
         task: asyncio.Task[object] = self._loop.create_task(coro, name=f"gatewire-call-{id_}")
+        if pending is not None:
+            task.add_done_callback(functools.partial(_drop_unawaited, pending))
         # An eager task factory may have run the handler to its end (and
         # answered) inside create_task.
         if not task.done():
@@ -1058,7 +1078,7 @@ class Connection:
         outcome: Message | Status | None = None
         try:
             # An `async def` handler (``Router.runs_inline``).
-            reply = cast("Awaitable[Message | bytes]", handler(ctx, _compress.decompress(message)))
+            reply = cast("Awaitable[Payload]", handler(ctx, _compress.decompress(message)))
             outcome = to_message(await reply, Codec.RAW)
         except Exception as e:
             outcome = _handler_failed(ctx.method, e)
@@ -1066,7 +1086,7 @@ class Connection:
             # Cancelled: `outcome` is None.
             self._finish_unary(id_, outcome)
 
-    async def _await_unary(self, id_: int, method: int, reply: Awaitable[Message | bytes]) -> None:
+    async def _await_unary(self, id_: int, method: int, reply: Awaitable[Payload]) -> None:
         """Answers with what a plain-function handler returned to await."""
         outcome: Message | Status | None = None
         try:
@@ -1102,6 +1122,10 @@ class Connection:
                 except MessageTooLarge as e:
                     info = ErrorInfo(message=f"response of {e.len} bytes exceeds the limit {e.max}")
                     core.send_error(id_, ErrorCode.TOO_LARGE, info)
+                except InvalidArgument as e:
+                    # Compressed by the handler without negotiation.
+                    _log.error("handler result for call %d not sendable: %s", id_, e)
+                    core.send_error(id_, ErrorCode.INTERNAL, ErrorInfo(message="handler failed"))
             elif isinstance(outcome, Status):
                 core.send_error(id_, outcome.code, ErrorInfo(outcome.message, outcome.details))
             else:
@@ -1232,6 +1256,17 @@ connection already has in range."""
 
 _REPLIES = (Message, bytes, bytearray, memoryview)
 """What a plain-function handler answers with directly."""
+
+
+def _drop_unawaited(reply: Awaitable[object], task: asyncio.Task[object]) -> None:
+    """The task that was to await what a plain-function handler returned is
+    done: if it was cancelled (perhaps before it started), that awaitable is
+    stopped too."""
+    if task.cancelled():
+        if inspect.iscoroutine(reply):
+            reply.close()
+        elif isinstance(reply, asyncio.Future):
+            reply.cancel()
 
 
 def _handler_failed(method: int, e: Exception) -> Status:

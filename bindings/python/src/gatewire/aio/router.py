@@ -14,20 +14,25 @@ handler directly (chaining) or as a decorator::
     router.event(7, on_event).stream(2, on_stream)
 
 A unary handler returns the response (a :class:`~gatewire.Message`, or
-bytes sent as ``Codec.RAW``) or raises :class:`~gatewire.aio.Status`. It
-may be a plain function (``def``) for answers that need no waiting: it then
-runs at once, in the connection's reader, without a task of its own, and
-must not block. A
+bytes sent as ``Codec.RAW``) or raises :class:`~gatewire.aio.Status`. A
 stream handler gets the opening message, a :class:`RecvStream` of the
 peer's messages and a :class:`SendStream`; returning ends our half of the
 stream. An event handler returns nothing; events of one method are handled
 one at a time, in arrival order.
 
-``async def`` handlers run as asyncio tasks. When the caller cancels, or the call's
+Handlers run as asyncio tasks. When the caller cancels, or the call's
 deadline passes, the task is cancelled (:class:`asyncio.CancelledError` is
 raised inside the handler); the call's concurrency slot is released only
 once the task has finished, so cancelled work never lets more handlers run
 than ``max_in_flight``.
+
+A unary handler may instead be a plain function (``def``), for answers that
+need no waiting: it is called as the request is read, in a copy of the
+context but without a task of its own (``asyncio.current_task()`` is not
+its own), and its answer goes out with that turn's other writes. It must
+not block: the connection reads nothing else meanwhile. It has answered
+before a cancel or a deadline could stop it. If it returns an awaitable,
+that is awaited in a task as above.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .stream import RecvStream, SendStream
 
-__all__ = ["CallContext", "EventHandler", "Router", "StreamHandler", "UnaryHandler"]
+__all__ = ["CallContext", "EventHandler", "Payload", "Router", "StreamHandler", "UnaryHandler"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +99,7 @@ class CallContext:
 
 
 Payload: TypeAlias = "Message | bytes | bytearray | memoryview"
-UnaryHandler: TypeAlias = Callable[
-    [CallContext, Message], "Awaitable[Message | bytes] | Message | bytes"
-]
+UnaryHandler: TypeAlias = Callable[[CallContext, Message], "Awaitable[Payload] | Payload"]
 StreamHandler: TypeAlias = Callable[
     [CallContext, Message, "RecvStream", "SendStream"], Awaitable[None]
 ]
@@ -148,11 +151,12 @@ class Router:
         known = self._inline.get(method)
         if known is not None and known[0] is handler:
             return known[1]
-        inline = not (
-            inspect.iscoroutinefunction(handler)
-            # An instance of a class with ``async def __call__``.
-            or inspect.iscoroutinefunction(type(handler).__call__)
-        )
+        try:
+            # An instance of a class with ``async def __call__`` is one too.
+            call = type(handler).__call__
+        except AttributeError:
+            call = None
+        inline = not (inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call))
         self._inline[method] = (handler, inline)
         return inline
 
