@@ -295,6 +295,28 @@ def test_plain_function_handler_edges(transport: str) -> None:
     run(main())
 
 
+def test_an_answer_that_cannot_be_sent_fails_the_call(transport: str) -> None:
+    router = gw.Router()
+
+    @router.unary(1)
+    def precompressed(_ctx: gw.CallContext, _m: Message) -> Message:
+        # Compressed by the handler, but the peers negotiated no compression.
+        return Message.compressed(Codec.RAW, b"\x28\xb5\x2f\xfd", 100)
+
+    async def main() -> None:
+        async with pair(transport, router, server_options={"compression": False}) as (
+            client,
+            server_side,
+            _,
+        ):
+            with pytest.raises(gw.RemoteError) as e:
+                await client.call(1)
+            assert e.value.code == ErrorCode.INTERNAL
+            assert server_side.stats().calls_in == 0
+
+    run(main())
+
+
 def test_which_unary_handlers_run_inline(transport: str) -> None:
     del transport  # one router serves every transport
 
