@@ -16,8 +16,8 @@ the pending-call map, stream data to stream queues, requests to handler
 tasks, or straight to a plain-function handler, whose answer goes out with
 the rest of that turn's writes. Everything runs on the event loop's thread:
 there is no lock, and the only user code that runs while events are routed
-is a plain-function handler (which cannot drive the core re-entrantly: it
-does not await, and the routing is not re-entered).
+is a plain-function handler (or, with an eager task factory, the first
+steps of a handler task); the routing is not re-entered meanwhile.
 
 Cancel safety
 -------------
