@@ -451,9 +451,10 @@ def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
 
     The fields are stored into an instance of a plain class with the same
     slots, which then becomes a ``cls``: a frozen class refuses ordinary
-    assignment, and setting each slot through its descriptor costs several
-    times more. Together this costs about a fifth of ``cls(...)``, which
-    counts on every frame."""
+    assignment, and setting each slot through its descriptor costs about
+    twice as much. A header built this way costs about a quarter of
+    ``Header(...)``, a message about two fifths of ``Message(...)``; both
+    count on every frame."""
     if cls.__bases__ != (object,) or "__weakref__" in vars(cls):
         raise TypeError(f"{cls.__name__} must derive from object alone, without __weakref__")
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
