@@ -682,6 +682,25 @@ def test_compression(transport: str) -> None:
 # ----- closing -----------------------------------------------------------------
 
 
+def test_a_graceful_close_waits_for_no_timeout(transport: str) -> None:
+    # Each step of a graceful close follows the peer's answer at once (the
+    # PONG to the first GOAWAY's PING, the second GOAWAY, the end): with
+    # every timeout on the way far beyond the run's bound, both ends close.
+    never = {"timeouts": gw.Timeouts(goaway_grace=3_600_000, drain=3_600_000)}
+
+    async def main() -> None:
+        async with pair(transport, echo_router(), server_options=never, client_options=never) as (
+            client,
+            server_side,
+            _,
+        ):
+            assert (await client.call(1, b"x")).body == b"x"
+            await client.close()
+            await server_side.wait_closed()
+
+    run(main(), timeout=5)
+
+
 def test_graceful_close_by_client_during_calls(transport: str) -> None:
     async def main() -> None:
         gate = Gate()

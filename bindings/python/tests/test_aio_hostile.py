@@ -332,6 +332,69 @@ def test_ws_message_abuse(
     run(main())
 
 
+def test_ws_pings_and_fragmented_messages_from_a_client() -> None:
+    # A client may ping at any time and may fragment a message. The server
+    # reads unfragmented binary messages itself and leaves the rest to
+    # websockets, which answers the pings and, from a fragmented message
+    # on, reads the rest of the connection: nothing is lost or reordered.
+    from websockets.asyncio.client import connect  # noqa: PLC0415
+    from websockets.typing import Subprotocol  # noqa: PLC0415
+
+    from gatewire.protocol import Response  # noqa: PLC0415
+
+    router = gw.Router()
+
+    @router.unary(1)
+    def echo(_ctx: gw.CallContext, m: Message) -> Message:
+        return m
+
+    async def main() -> None:
+        async with await gw.serve("ws://127.0.0.1:0/gw", router) as server:
+            ws = await connect(
+                server.urls[0],
+                proxy=None,
+                subprotocols=[Subprotocol("gatewire.v1")],
+                compression=None,
+            )
+            core = Core(Config(Role.CLIENT), 0)
+
+            async def exchange(fragment: bool) -> None:
+                while (f := core.poll_transmit()) is not None:
+                    data = f.to_bytes()
+                    await (await ws.ping(b"between"))
+                    if fragment:
+                        await ws.send([data[:5], data[5:9], data[9:]])
+                    else:
+                        await ws.send(data)
+
+            async def receive() -> bytes:
+                message = await ws.recv()
+                assert isinstance(message, bytes)
+                return message
+
+            async def answer(id_: int) -> Response:
+                while True:
+                    while (event := core.poll_event()) is not None:
+                        if isinstance(event, Response) and event.id == id_:
+                            return event
+                    core.handle_frame(0, await receive())
+                    await exchange(False)
+
+            await exchange(False)
+            # HELLO_ACK.
+            core.handle_frame(0, await receive())
+            assert core.is_connected()
+            bodies = [bytes([i]) * (i * 97) for i in range(1, 9)]
+            for i, body in enumerate(bodies):
+                id_ = core.send_request(1, Message.raw(body))
+                # From the fifth call on, every message is fragmented.
+                await exchange(i >= 4)
+                assert (await answer(id_)).message.body == body
+            await ws.close()
+
+    run(main())
+
+
 def test_ws_client_refuses_a_text_message() -> None:
     from websockets.asyncio.server import ServerConnection, serve  # noqa: PLC0415
     from websockets.typing import Subprotocol  # noqa: PLC0415

@@ -392,8 +392,10 @@ def test_a_pause_asked_while_taking_early_input_holds() -> None:
             # ...and the core, taking them, holds all it may.
             stream.pause_reading()
 
-        stream.start(received, lambda _error: None)
+        settled: list[bytes] = []
+        stream.start(received, lambda _error: None, lambda: settled.extend(got))
         assert got == [b"hello"]
+        assert settled == [b"hello"], "what the early input produced goes out after it"
         assert not socket_.reading
         stream.resume_reading()
         assert socket_.reading
@@ -448,7 +450,7 @@ def test_a_websocket_pause_asked_while_taking_a_message_holds_the_next() -> None
                 # The core holds all it may after the first message.
                 transport.pause_reading()
 
-        transport.start(received, lambda _error: None)
+        transport.start(received, lambda _error: None, lambda: None)
         # One turn of the reader: without the pause it would take all three
         # messages in it, since none of them has to be waited for.
         await asyncio.sleep(0)
@@ -471,7 +473,7 @@ def test_aborting_a_paused_websocket_reports_its_end() -> None:
             got.append(message)
             transport.pause_reading()
 
-        transport.start(received, ended.append)
+        transport.start(received, ended.append, lambda: None)
         await asyncio.sleep(0)
         assert got == [b"1"]
         # Paused, and the connection goes: the reader must still see the end

@@ -85,7 +85,12 @@ class Frame:
         need = HEADER_LEN + header.length
         if len(message) != need:
             raise Truncated(len(message), need)
-        return cls(header, bytes(message[HEADER_LEN:]))
+        if type(message) is bytes:
+            payload = message[HEADER_LEN:]
+        else:
+            with memoryview(message) as view, view[HEADER_LEN:] as part:
+                payload = bytes(part)
+        return _new_frame(header, payload) if cls is Frame else cls(header, payload)
 
 
 _COPY_ONCE = 1024

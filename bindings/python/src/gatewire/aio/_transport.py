@@ -46,8 +46,9 @@ SUBPROTOCOL = "gatewire.v1"
 """The WebSocket subprotocol gatewire requires of both ends."""
 
 WS_MAX_QUEUE = 16
-"""Incoming WebSocket messages buffered before reading from the socket
-pauses; each is at most ``max_frame + 16`` bytes."""
+"""Incoming WebSocket messages ``websockets`` queues before it pauses
+reading from the socket, on a connection it reads itself (see ``_ws``);
+each is at most ``max_frame + 16`` bytes."""
 
 NOTSENT_LOWAT = 32 * 1024
 """Unsent bytes the kernel may hold for a TCP socket before it reports it
@@ -158,6 +159,9 @@ message-framed one)."""
 Ended = Callable[[RpcError | None], None]
 """Called once when the peer's side ends: ``None`` for a clean end of the
 stream (or a half-close), else the error that ended the transport."""
+Settled = Callable[[], None]
+"""Called after what one read brought has all gone to ``Received`` (one
+chunk of a byte stream, or the messages a WebSocket read)."""
 
 
 class Transport(abc.ABC):
@@ -180,9 +184,11 @@ class Transport(abc.ABC):
         return self.info.address
 
     @abc.abstractmethod
-    def start(self, received: Received, ended: Ended) -> None:
+    def start(self, received: Received, ended: Ended, settled: Settled) -> None:
         """Starts reading (nothing is read before): every chunk goes to
-        ``received``, and the end of input, once, to ``ended``."""
+        ``received``, ``settled`` is called once what one read brought has
+        all been given (one chunk, or several messages), and the end of
+        input goes, once, to ``ended``."""
 
     @abc.abstractmethod
     def pause_reading(self) -> None:
@@ -250,6 +256,7 @@ class StreamTransport(asyncio.Protocol, Transport):
         self._socket: asyncio.Transport | None = None
         self._tls = False
         self._received: Received | None = None
+        self._settled: Settled | None = None
         self._ended: Ended | None = None
         self._early: bytearray | None = bytearray()
         """Input held until :meth:`start`."""
@@ -278,6 +285,8 @@ class StreamTransport(asyncio.Protocol, Transport):
         received = self._received
         if received is not None:
             received(data)
+            if self._settled is not None:
+                self._settled()
         elif self._early is not None:
             # Not started yet. (Pausing a TLS transport before then would
             # also hold back the end of our handshake, in asyncio.)
@@ -318,6 +327,7 @@ class StreamTransport(asyncio.Protocol, Transport):
     def _end(self, error: RpcError | None) -> None:
         ended, self._ended = self._ended, None
         self._received = None
+        self._settled = None
         if ended is not None:
             ended(error)
 
@@ -325,15 +335,17 @@ class StreamTransport(asyncio.Protocol, Transport):
         """The socket transport's ``get_extra_info``."""
         return None if self._socket is None else self._socket.get_extra_info(name)
 
-    def start(self, received: Received, ended: Ended) -> None:
+    def start(self, received: Received, ended: Ended, settled: Settled) -> None:
         early, self._early = self._early, None
         self._received = received
+        self._settled = settled
         self._ended = ended
         # Resumed first: taking the early input may pause reading again
         # (nothing can arrive in between, within this callback).
         self.resume_reading()
         if early:
             received(bytes(early))
+            settled()
         if self._lost:
             error = self._lost_error
             self._end(None if error is None and self._eof else _read_error(error))
@@ -387,6 +399,7 @@ class StreamTransport(asyncio.Protocol, Transport):
         if socket_ is None:
             return
         self._received = None
+        self._settled = None
         self._ended = None
         self._early = None
         loop = asyncio.get_running_loop()
@@ -445,6 +458,10 @@ class WsTransport(Transport):
         self._open = State.OPEN
         self.info = info if isinstance(info, TransportInfo) else TransportInfo(address=info)
         self._reading: asyncio.Task[None] | None = None
+        # Read in the socket's callback where the connection allows it
+        # (``_ws.DirectReading``); else each message is taken from
+        # ``recv()`` by a task.
+        self._direct = ws if hasattr(ws, "gw_attach") else None
         self._may_read = asyncio.Event()
         self._may_read.set()
         self._aborted = False
@@ -467,23 +484,31 @@ class WsTransport(Transport):
             self._apply_mask = _ws_masker()
             self._masked = ws.protocol.side is Side.CLIENT
 
-    def start(self, received: Received, ended: Ended) -> None:
+    def start(self, received: Received, ended: Ended, settled: Settled) -> None:
+        if self._direct is not None:
+            self._direct.gw_attach(received, settled)
         self._reading = asyncio.get_running_loop().create_task(
-            self._read_loop(received, ended), name="gatewire-ws-reader"
+            self._read_loop(received, ended, settled), name="gatewire-ws-reader"
         )
 
     def pause_reading(self) -> None:
         # Once aborted, the reader runs until it sees the end.
         if not self._aborted:
             self._may_read.clear()
+            if self._direct is not None:
+                self._direct.gw_pause()
 
     def resume_reading(self) -> None:
         self._may_read.set()
+        if self._direct is not None:
+            self._direct.gw_resume()
 
-    async def _read_loop(self, received: Received, ended: Ended) -> None:
-        # websockets reads on its own; its messages are taken one at a time
-        # here, and not while paused (its queue then fills and it stops
-        # reading from the socket).
+    async def _read_loop(self, received: Received, ended: Ended, settled: Settled) -> None:
+        # Messages websockets reads itself (all of them, or all after one it
+        # was handed, see ``_ws``) are taken one at a time here, and not
+        # while paused (its queue then fills and it stops reading from the
+        # socket). This task also sees the end, after which the messages
+        # still held by direct reading are given first.
         error: RpcError | None = None
         try:
             while True:
@@ -493,10 +518,15 @@ class WsTransport(Transport):
                 if message is None:
                     break
                 received(message)
+                settled()
         except RpcError as e:
             error = e
         except asyncio.CancelledError:
             return
+        direct = self._direct
+        if direct is not None:
+            while not direct.gw_drain():
+                await self._may_read.wait()
         ended(error)
 
     async def _recv(self) -> bytes | None:
@@ -581,6 +611,8 @@ class WsTransport(Transport):
         self.abort()
 
     def _stop_reading(self) -> None:
+        if self._direct is not None:
+            self._direct.gw_hand_over()
         reading, self._reading = self._reading, None
         if reading is not None and reading is not asyncio.current_task():
             reading.cancel()
@@ -590,6 +622,8 @@ class WsTransport(Transport):
         # reading was paused, or is asked to pause by what it still takes).
         self._aborted = True
         self._may_read.set()
+        if self._direct is not None:
+            self._direct.gw_hand_over()
         transport = getattr(self._ws, "transport", None)
         if transport is not None:
             transport.abort()
@@ -702,8 +736,11 @@ async def _open(endpoint: Endpoint, options: Options) -> Transport:
         context, name = _client_tls(endpoint, options)
         extra = {"ssl": context, "server_hostname": name}
         extra.update(tls_extra(options.connect_timeout, options.linger))
+    from ._ws import DirectClientConnection  # noqa: PLC0415 - needs websockets
+
     opener = connect(
         uri,
+        create_connection=DirectClientConnection,
         subprotocols=[Subprotocol(SUBPROTOCOL)],
         compression=None,  # never permessage-deflate: gatewire has zstd
         max_size=options.limits.max_frame + HEADER_LEN,

@@ -192,6 +192,7 @@ class Connection:
         self._epoch = self._loop.time()
         self._last_now = 0
         self._transport = transport
+        self._framed = transport.message_framing
         self._options = options
         self._router = router
         config = Config(
@@ -245,7 +246,7 @@ class Connection:
         """Starts reading and the writer task (and sends HELLO, for a
         client)."""
         self._writer = self._loop.create_task(self._write_loop(), name="gatewire-writer")
-        self._transport.start(self._received, self._ended)
+        self._transport.start(self._received, self._ended, self._settled)
         self._pump()
 
     async def _handshake(self) -> None:
@@ -692,23 +693,30 @@ class Connection:
         self._pump()
 
     def _received(self, data: bytes) -> None:
-        """What the transport read (the loop's read callback)."""
+        """What the transport read (from the loop's read callback): a chunk
+        of a byte stream or one WebSocket message. What it produces waits
+        for :meth:`_settled`."""
         core = self._core
         if core.is_closed():
             return
         self._stats_bytes_received += len(data)
         try:
-            if self._transport.message_framing:
+            if self._framed:
                 core.handle_frame(self._now(), data)
             else:
                 core.handle_bytes(self._now(), data)
-            # A byte stream's read holds everything that arrived; a
-            # WebSocket's messages come one by one, the rest maybe in this
-            # same turn: reading stops at once if the core holds all it may.
-            framed = self._transport.message_framing
-            self._pump(now=not framed)
-            if framed:
-                self._update_reading()
+        except Exception:  # pragma: no cover - a bug; close rather than hang
+            _log.exception("gatewire reader failed")
+            self.abort(ErrorCode.INTERNAL, "internal error")
+
+    def _settled(self) -> None:
+        """Everything one read brought has been given to :meth:`_received`:
+        its events are routed, and what they produced goes out now, in one
+        write (nothing else can add to it in this turn of the loop). The
+        core may have closed meanwhile, with events and frames still to
+        give."""
+        try:
+            self._pump(now=True)
         except Exception:  # pragma: no cover - a bug; close rather than hang
             _log.exception("gatewire reader failed")
             self.abort(ErrorCode.INTERNAL, "internal error")

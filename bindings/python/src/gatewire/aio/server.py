@@ -203,6 +203,8 @@ class Server:
         from websockets.asyncio.server import serve as ws_serve  # noqa: PLC0415 - optional
         from websockets.typing import Subprotocol  # noqa: PLC0415
 
+        from ._ws import DirectServerConnection  # noqa: PLC0415 - needs websockets
+
         host, port = await self._resolve(endpoint)
         path = endpoint.path
         origins = self._options.ws_origins
@@ -245,6 +247,7 @@ class Server:
             handler,
             host,
             port,
+            create_connection=DirectServerConnection,
             subprotocols=[Subprotocol(SUBPROTOCOL)],
             compression=None,  # never permessage-deflate: gatewire has zstd
             process_request=process_request,

@@ -1,0 +1,367 @@
+"""Reading WebSocket messages in the socket's callback (``gatewire.aio._ws``):
+the connection objects of both sides, fed bytes as a socket would, with any
+split, against what ``websockets`` itself makes of the same bytes."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, cast
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosedError
+from websockets.frames import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Frame
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
+
+import gatewire.aio as gw
+from gatewire.aio._transport import WsTransport
+from gatewire.aio._ws import DirectClientConnection, DirectReading, DirectServerConnection
+
+from .aio_support import run, until
+
+SIDES = ("server", "client")
+LIMIT = 70_000
+"""The connections' message size limit in these tests."""
+
+
+class _Socket:
+    """The asyncio transport under a connection: what it was asked to do."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.reading = True
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+class _Server:
+    """What a server connection tells its server."""
+
+    def start_connection_handler(self, connection: object) -> None:
+        pass
+
+
+def _connection(side: str) -> tuple[DirectReading, _Socket]:
+    """An open connection of ``side`` (must run in a loop)."""
+    connection: DirectReading
+    if side == "server":
+        server_protocol = ServerProtocol(state=State.OPEN, max_size=LIMIT)
+        connection = DirectServerConnection(
+            server_protocol, cast(Any, _Server()), ping_interval=None
+        )
+    else:
+        client_protocol = ClientProtocol(
+            parse_uri("ws://localhost/"), state=State.OPEN, max_size=LIMIT
+        )
+        connection = DirectClientConnection(client_protocol, ping_interval=None)
+    # The handshake is done: what follows are frames.
+    cast(Any, connection).request = cast(Any, connection).response = object()
+    socket_ = _Socket()
+    connection.connection_made(cast(Any, socket_))
+    return connection, socket_
+
+
+def _frame(side: str, opcode: Any, data: bytes, fin: bool = True) -> bytes:
+    """A frame as the peer of ``side`` sends it (a client masks)."""
+    return Frame(opcode, data, fin).serialize(mask=side == "server")
+
+
+def _pong(side: str, data: bytes) -> bytes:
+    """The PONG ``side`` answers a PING with (a client masks, with a random
+    key: compared by what it carries)."""
+    return Frame(OP_PONG, data).serialize(mask=side == "client")
+
+
+def _parse(side: str, data: bytes) -> list[Frame]:
+    """Frames ``side`` wrote, as its peer reads them."""
+    if side == "server":
+        peer: Any = ClientProtocol(parse_uri("ws://localhost/"), state=State.OPEN, max_size=None)
+    else:
+        peer = ServerProtocol(state=State.OPEN, max_size=None)
+    peer.receive_data(data)
+    return [e for e in peer.events_received() if isinstance(e, Frame)]
+
+
+def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+SIZES = st.one_of(
+    st.integers(0, 130),
+    st.sampled_from([125, 126, 127, 65535, 65536, LIMIT]),
+    st.integers(0, LIMIT),
+)
+ITEMS = st.lists(
+    st.tuples(st.sampled_from(["binary", "binary", "ping", "pong"]), SIZES, st.integers(0, 255)),
+    max_size=12,
+)
+
+
+@pytest.mark.parametrize("side", SIDES)
+@settings(max_examples=60, deadline=None)
+@given(items=ITEMS, cuts=st.lists(st.integers(0, 1 << 20), max_size=30))
+def test_messages_are_given_in_order_with_any_split(
+    side: str, items: list[tuple[str, int, int]], cuts: list[int]
+) -> None:
+    async def main() -> None:
+        connection, socket_ = _connection(side)
+        log: list[object] = []
+        connection.gw_attach(log.append, lambda: log.append("settled"))
+        stream = bytearray()
+        messages: list[bytes] = []
+        pings: list[bytes] = []
+        for kind, size, fill in items:
+            # Control frames carry at most 125 bytes.
+            data = bytes([fill]) * (size if kind == "binary" else size % 126)
+            if kind == "binary":
+                stream += _frame(side, OP_BINARY, data)
+                messages.append(data)
+            elif kind == "ping":
+                stream += _frame(side, OP_PING, data)
+                pings.append(data)
+            else:
+                stream += _frame(side, OP_PONG, data)
+        for piece in _cut(bytes(stream), cuts):
+            before = len(log)
+            connection.data_received(piece)
+            new = log[before:]
+            # Each read that gave messages is followed by one `settled`.
+            if any(isinstance(x, bytes) for x in new):
+                assert new[-1] == "settled" and new.count("settled") == 1
+            else:
+                assert new == []
+        assert [x for x in log if isinstance(x, bytes)] == messages
+        assert connection.gw_direct
+        # websockets answered the PINGs it was handed, and saw nothing else.
+        answered = _parse(side, bytes(socket_.written))
+        assert [(f.opcode, f.data) for f in answered] == [(OP_PONG, p) for p in pings]
+        assert socket_.reading
+
+    run(main())
+
+
+async def _take(connection: DirectReading, n: int) -> list[bytes | str]:
+    ws = cast(Any, connection)
+    return [await ws.recv() for _ in range(n)]
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_fragmented_or_text_message_hands_the_rest_over(side: str) -> None:
+    async def main() -> None:
+        for rest in (
+            [_frame(side, OP_TEXT, b"text")],
+            [
+                _frame(side, OP_BINARY, b"frag", fin=False),
+                _frame(side, OP_CONT, b"mented"),
+            ],
+        ):
+            connection, _ = _connection(side)
+            got: list[bytes] = []
+            connection.gw_attach(got.append, lambda: None)
+            after = _frame(side, OP_BINARY, b"after")
+            stream = _frame(side, OP_BINARY, b"before") + b"".join(rest) + after
+            # Split inside the handed-over frames: websockets must still
+            # see them whole and in order.
+            connection.data_received(stream[:9])
+            connection.data_received(stream[9:])
+            assert got == [b"before"]
+            assert not connection.gw_direct
+            first = "text" if rest[0][0] & 0x0F == OP_TEXT.value else b"fragmented"
+            assert await _take(connection, 2) == [first, b"after"]
+            # Everything from then on goes through websockets too.
+            connection.data_received(_frame(side, OP_BINARY, b"later"))
+            assert await _take(connection, 1) == [b"later"]
+            assert got == [b"before"]
+
+    run(main())
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize(
+    ("name", "close_code"),
+    [
+        ("oversize", 1009),
+        ("reserved bit", 1002),
+        ("wrong mask bit", 1002),
+        ("long ping", 1002),
+    ],
+)
+def test_a_frame_websockets_refuses_is_refused_by_it(side: str, name: str, close_code: int) -> None:
+    async def main() -> None:
+        connection, socket_ = _connection(side)
+        got: list[bytes] = []
+        connection.gw_attach(got.append, lambda: None)
+        if name == "oversize":
+            bad = _frame(side, OP_BINARY, bytes(LIMIT + 1))
+        elif name == "reserved bit":
+            bad = bytes([0x82 | 0x40]) + _frame(side, OP_BINARY, b"x")[1:]
+        elif name == "wrong mask bit":
+            # Masked from a server, unmasked from a client.
+            bad = Frame(OP_BINARY, b"x").serialize(mask=side == "client")
+        else:
+            bad = bytes([0x89, 126, 0, 126]) + bytes(126)
+        connection.data_received(_frame(side, OP_BINARY, b"ok") + bad)
+        assert got == [b"ok"]
+        closes = [f for f in _parse(side, bytes(socket_.written)) if f.opcode.value == 8]
+        assert closes and int.from_bytes(closes[0].data[:2], "big") == close_code, name
+        connection.connection_lost(None)
+        with pytest.raises(ConnectionClosedError):
+            await _take(connection, 1)
+
+    run(main())
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_pause_holds_messages_until_resumed(side: str) -> None:
+    async def main() -> None:
+        connection, socket_ = _connection(side)
+        got: list[bytes] = []
+
+        def sink(message: bytes) -> None:
+            got.append(message)
+            if message == b"1":
+                connection.gw_pause()
+
+        connection.gw_attach(sink, lambda: None)
+        connection.data_received(b"".join(_frame(side, OP_BINARY, m) for m in (b"1", b"2", b"3")))
+        assert got == [b"1"]
+        assert not socket_.reading
+        # What arrives meanwhile is held too.
+        connection.data_received(_frame(side, OP_BINARY, b"4"))
+        assert got == [b"1"]
+        connection.gw_resume()
+        assert socket_.reading
+        # Given from the loop, not from within the resume.
+        assert got == [b"1"]
+        await until(lambda: got == [b"1", b"2", b"3", b"4"], "the held messages given")
+
+    run(main())
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_input_before_attaching_is_held_and_bounded(side: str) -> None:
+    async def main() -> None:
+        connection, socket_ = _connection(side)
+        message = bytes(1000)
+        n = connection.early_limit // 1000 + 1
+        for _ in range(n):
+            connection.data_received(_frame(side, OP_BINARY, message))
+        assert not socket_.reading
+        got: list[bytes] = []
+        connection.gw_attach(got.append, lambda: None)
+        assert got == [message] * n
+        assert socket_.reading
+
+    run(main())
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_what_websockets_already_holds_keeps_it_reading(side: str) -> None:
+    async def main() -> None:
+        connection, _ = _connection(side)
+        # Bytes left in websockets' own buffer by the handshake (half a
+        # frame): the connection stays with websockets from the start.
+        whole = _frame(side, OP_BINARY, b"early")
+        cast(Any, connection).protocol.receive_data(whole[:3])
+        got: list[bytes] = []
+        connection.gw_attach(got.append, lambda: None)
+        connection.data_received(whole[3:])
+        assert not connection.gw_direct
+        assert got == []
+        assert await _take(connection, 1) == [b"early"]
+
+    run(main())
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_handing_over_gives_websockets_the_held_bytes(side: str) -> None:
+    async def main() -> None:
+        connection, socket_ = _connection(side)
+        got: list[bytes] = []
+
+        def sink(message: bytes) -> None:
+            got.append(message)
+            connection.gw_pause()
+
+        connection.gw_attach(sink, lambda: None)
+        stream = b"".join(_frame(side, OP_BINARY, m) for m in (b"1", b"2", b"3"))
+        connection.data_received(stream[:-2])
+        assert got == [b"1"]
+        connection.gw_hand_over()
+        assert socket_.reading
+        connection.data_received(stream[-2:])
+        assert await _take(connection, 2) == [b"2", b"3"]
+        assert got == [b"1"]
+
+    run(main())
+
+
+def test_the_end_comes_after_the_messages_held_by_a_pause() -> None:
+    async def main() -> None:
+        connection, _ = _connection("client")
+        transport = WsTransport(connection, "ws://fake")
+        got: list[bytes] = []
+        ended: list[gw.RpcError | None] = []
+
+        def received(message: bytes) -> None:
+            got.append(message)
+            if message == b"1":
+                transport.pause_reading()
+
+        transport.start(received, ended.append, lambda: None)
+        queue = cast(Any, connection).recv_messages.frames
+        await until(lambda: queue.get_waiter is not None, "the reader waiting for websockets")
+        connection.data_received(
+            b"".join(_frame("client", OP_BINARY, m) for m in (b"1", b"2", b"3"))
+        )
+        assert got == [b"1"]
+        # The connection drops while two messages are held.
+        connection.connection_lost(None)
+        await until(lambda: queue.get_waiter is None, "the reader seeing the end")
+        assert got == [b"1"] and ended == []
+        transport.resume_reading()
+        await until(lambda: bool(ended), "the end reported")
+        assert got == [b"1", b"2", b"3"]
+        assert isinstance(ended[0], gw.RpcError)
+
+    run(main())
