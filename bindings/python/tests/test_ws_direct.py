@@ -4,6 +4,7 @@ split, against what ``websockets`` itself makes of the same bytes."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any, cast
 
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosedError
-from websockets.frames import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Frame
+from websockets.frames import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Frame
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
@@ -80,23 +81,45 @@ class _Server:
         pass
 
 
-def _connection(side: str) -> tuple[DirectReading, _Socket]:
-    """An open connection of ``side`` (must run in a loop)."""
+def _connection(
+    side: str, after_head: bytes = b"", cut: int | None = None
+) -> tuple[DirectReading, _Socket]:
+    """A connection of ``side`` (in a running loop), opened by a handshake
+    read through it; ``after_head`` arrives with the handshake's last byte,
+    in one read, or in two cut at ``cut``."""
+
+    def read(data: bytes) -> None:
+        at = len(data) if cut is None else cut
+        for piece in (data[:at], data[at:]):
+            if piece:
+                connection.data_received(piece)
+
     connection: DirectReading
+    socket_ = _Socket()
     if side == "server":
-        server_protocol = ServerProtocol(state=State.OPEN, max_size=LIMIT)
+        server_protocol = ServerProtocol(max_size=LIMIT)
         connection = DirectServerConnection(
             server_protocol, cast(Any, _Server()), ping_interval=None
         )
+        connection.connection_made(cast(Any, socket_))
+        client = ClientProtocol(parse_uri("ws://localhost/"))
+        read(client.connect().serialize() + after_head)
+        # What websockets' handshake does once the request is read.
+        request = cast(Any, connection).request
+        server_protocol.send_response(server_protocol.accept(request))
+        cast(Any, connection).send_data()
     else:
-        client_protocol = ClientProtocol(
-            parse_uri("ws://localhost/"), state=State.OPEN, max_size=LIMIT
-        )
+        client_protocol = ClientProtocol(parse_uri("ws://localhost/"), max_size=LIMIT)
         connection = DirectClientConnection(client_protocol, ping_interval=None)
-    # The handshake is done: what follows are frames.
-    cast(Any, connection).request = cast(Any, connection).response = object()
-    socket_ = _Socket()
-    connection.connection_made(cast(Any, socket_))
+        connection.connection_made(cast(Any, socket_))
+        request = client_protocol.connect()
+        client_protocol.send_request(request)
+        server = ServerProtocol()
+        server.receive_data(request.serialize())
+        response = server.accept(cast(Any, server.events_received()[0]))
+        read(response.serialize() + after_head)
+    assert cast(Any, connection).protocol.state is State.OPEN
+    socket_.written.clear()
     return connection, socket_
 
 
@@ -239,7 +262,9 @@ def test_a_frame_websockets_refuses_is_refused_by_it(side: str, name: str, close
             # Masked from a server, unmasked from a client.
             bad = Frame(OP_BINARY, b"x").serialize(mask=side == "client")
         else:
-            bad = bytes([0x89, 126, 0, 126]) + bytes(126)
+            # A PING of 126 bytes, masked (with a zero key) by a client.
+            bit, key = (0x80, bytes(4)) if side == "server" else (0, b"")
+            bad = bytes([0x89, bit | 126, 0, 126]) + key + bytes(126)
         connection.data_received(_frame(side, OP_BINARY, b"ok") + bad)
         assert got == [b"ok"]
         closes = [f for f in _parse(side, bytes(socket_.written)) if f.opcode.value == 8]
@@ -355,13 +380,81 @@ def test_the_end_comes_after_the_messages_held_by_a_pause() -> None:
             b"".join(_frame("client", OP_BINARY, m) for m in (b"1", b"2", b"3"))
         )
         assert got == [b"1"]
-        # The connection drops while two messages are held.
+        # The connection drops while two messages are held: they go to
+        # websockets' queue, from which the reader, which was already
+        # waiting on it, takes one, then holds until resumed.
         connection.connection_lost(None)
         await until(lambda: queue.get_waiter is None, "the reader seeing the end")
-        assert got == [b"1"] and ended == []
+        assert got == [b"1", b"2"] and ended == []
         transport.resume_reading()
         await until(lambda: bool(ended), "the end reported")
         assert got == [b"1", b"2", b"3"]
         assert isinstance(ended[0], gw.RpcError)
+
+    run(main())
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("back", [0, 1, 2, 3, 4, 5])
+def test_frames_read_with_the_handshake_are_read_here(side: str, back: int) -> None:
+    # A server may send its first messages right behind its 101 response
+    # (and a hasty client behind its request): websockets gets the HTTP
+    # head only, whatever the reads, and the messages come from here.
+    async def main() -> None:
+        frames = b"".join(_frame(side, OP_BINARY, m) for m in (b"a", b"b"))
+        # In one read, or in two cut `back` bytes before the end of the
+        # head (inside its blank line, or just before it).
+        cut = None if back == 0 else -len(frames) - back
+        connection, _ = _connection(side, frames, cut)
+        got: list[bytes] = []
+        connection.gw_attach(got.append, lambda: None)
+        assert connection.gw_direct
+        assert got == [b"a", b"b"]
+
+    run(main())
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_partial_frame_then_the_end(side: str) -> None:
+    # The peer stops in the middle of a frame: what was whole was given,
+    # the rest is websockets' to judge (no close frame: 1006), and closing
+    # or aborting afterwards raises nothing.
+    async def main() -> None:
+        connection, _ = _connection(side)
+        transport = WsTransport(connection, "ws://fake")
+        got: list[bytes] = []
+        ended: list[gw.RpcError | None] = []
+        transport.start(got.append, ended.append, lambda: None)
+        whole = _frame(side, OP_BINARY, bytes(300))
+        connection.data_received(_frame(side, OP_BINARY, b"ok") + whole[:50])
+        assert got == [b"ok"]
+        connection.eof_received()
+        assert not connection.gw_direct
+        connection.gw_hand_over()
+        transport.abort()
+        connection.connection_lost(None)
+        await until(lambda: bool(ended), "the end reported")
+        assert got == [b"ok"]
+        assert isinstance(ended[0], gw.RpcError)
+        assert ended[0].code == gw.ErrorCode.UNAVAILABLE
+
+    run(main())
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_closing_hands_the_peers_close_frame_to_websockets(side: str) -> None:
+    # Closing a connection that is read here but was never attached (a
+    # handshake refused by gatewire): the peer's close frame, held here,
+    # reaches websockets, which completes the closing handshake.
+    async def main() -> None:
+        connection, socket_ = _connection(side)
+        protocol = cast(Any, connection).protocol
+        closing = asyncio.create_task(cast(Any, connection).close())
+        await until(lambda: protocol.state is State.CLOSING, "our close frame sent")
+        connection.data_received(Frame(OP_CLOSE, b"\x03\xe8").serialize(mask=side == "server"))
+        assert protocol.close_rcvd is not None
+        connection.connection_lost(None)
+        await closing
+        assert any(f.opcode is OP_CLOSE for f in _parse(side, bytes(socket_.written)))
 
     run(main())

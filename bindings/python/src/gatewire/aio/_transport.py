@@ -161,7 +161,8 @@ Ended = Callable[[RpcError | None], None]
 stream (or a half-close), else the error that ended the transport."""
 Settled = Callable[[], None]
 """Called after what one read brought has all gone to ``Received`` (one
-chunk of a byte stream, or the messages a WebSocket read)."""
+chunk of a byte stream, the messages of one WebSocket read, or those
+``websockets`` had queued)."""
 
 
 class Transport(abc.ABC):
@@ -504,11 +505,19 @@ class WsTransport(Transport):
             self._direct.gw_resume()
 
     async def _read_loop(self, received: Received, ended: Ended, settled: Settled) -> None:
-        # Messages websockets reads itself (all of them, or all after one it
-        # was handed, see ``_ws``) are taken one at a time here, and not
+        # Messages websockets reads itself (all of them, or all from one it
+        # was handed on, see ``_ws``) are taken one at a time here, and not
         # while paused (its queue then fills and it stops reading from the
-        # socket). This task also sees the end, after which the messages
-        # still held by direct reading are given first.
+        # socket); ``settled`` follows in the next turn of the loop, after
+        # all those that were already queued. This task also sees the end.
+        loop = asyncio.get_running_loop()
+        settling: asyncio.Handle | None = None
+
+        def settle() -> None:
+            nonlocal settling
+            settling = None
+            settled()
+
         error: RpcError | None = None
         try:
             while True:
@@ -518,15 +527,12 @@ class WsTransport(Transport):
                 if message is None:
                     break
                 received(message)
-                settled()
+                if settling is None:
+                    settling = loop.call_soon(settle)
         except RpcError as e:
             error = e
         except asyncio.CancelledError:
             return
-        direct = self._direct
-        if direct is not None:
-            while not direct.gw_drain():
-                await self._may_read.wait()
         ended(error)
 
     async def _recv(self) -> bytes | None:
@@ -622,11 +628,13 @@ class WsTransport(Transport):
         # reading was paused, or is asked to pause by what it still takes).
         self._aborted = True
         self._may_read.set()
-        if self._direct is not None:
-            self._direct.gw_hand_over()
-        transport = getattr(self._ws, "transport", None)
-        if transport is not None:
-            transport.abort()
+        try:
+            if self._direct is not None:
+                self._direct.gw_hand_over()
+        finally:
+            transport = getattr(self._ws, "transport", None)
+            if transport is not None:
+                transport.abort()
 
 
 def _tune(sock: socket.socket | None) -> None:

@@ -9,11 +9,14 @@ themselves, in the socket's read callback, and give them to the connection
 at once, as a byte stream's data arrives. Everything else stays with
 ``websockets``:
 
+- the handshake: it gets the bytes up to the end of the HTTP head; what
+  follows is held until the connection is open;
 - pings and pongs, complete, are passed to it one by one (it answers pings);
 - any other frame (close, text, a fragment, reserved bits, a wrong mask
   bit, a message over its size limit) hands it the rest of the connection,
-  from that frame on, and its own checks and close codes apply;
-- so does a connection whose handshake left anything in its buffers.
+  from that frame on, and its own checks and close codes apply; so do the
+  end of the stream, closing, and a handshake that left anything in its
+  buffers.
 
 Both sides stay at a frame boundary: only whole frames are taken here,
 and ``websockets`` sees whole frames or everything from one on.
@@ -39,6 +42,7 @@ __all__ = ["DirectClientConnection", "DirectReading", "DirectServerConnection"]
 
 _UNDECIDED, _DIRECT, _HANDED_OVER = range(3)
 
+_END_OF_HEAD = b"\r\n\r\n"
 _BINARY_FIN = 0x82
 _PING_FIN = 0x89
 _PONG_FIN = 0x8A
@@ -53,7 +57,9 @@ class DirectReading(asyncio.Protocol):
 
     Until :meth:`gw_attach`, messages read are held (reading pauses beyond
     ``early_limit`` bytes); afterwards each goes to the sink as it is read,
-    except while :meth:`gw_pause` holds reading.
+    except while :meth:`gw_pause` holds reading. The sink gets every
+    message of a read, even one after a pause asked from ``settled``: as
+    with a byte stream's chunk, a read is bounded by the socket's read size.
     """
 
     early_limit = 64 * 1024
@@ -66,6 +72,8 @@ class DirectReading(asyncio.Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._gw_mode = _UNDECIDED
+        self._gw_head_done = False
+        self._gw_tail = b""
         self._gw_buffer = bytearray()
         self._gw_sink: Callable[[bytes], None] | None = None
         self._gw_settled: Callable[[], None] | None = None
@@ -75,21 +83,24 @@ class DirectReading(asyncio.Protocol):
         self._gw_mask_bit = 0
 
     def _gw_decide(self) -> None:
+        """Once open: reads here if ``websockets`` holds nothing of what
+        followed the handshake, else hands it the rest."""
         protocol = self.protocol
-        if protocol.state is not State.OPEN:
+        if self._gw_mode != _UNDECIDED or protocol.state is not State.OPEN:
             return
         queued = getattr(self, "recv_messages", None)
         reader = getattr(protocol, "reader", None)
         limit = getattr(protocol, "max_message_size", None)
         clean = (
-            not getattr(protocol, "extensions", True)
+            self._gw_head_done
+            and not getattr(protocol, "extensions", True)
             and reader is not None
             and not getattr(reader, "buffer", True)
             and queued is not None
             and len(getattr(queued, "frames", (None,))) == 0
         )
         if not clean or not isinstance(limit, int):
-            self._gw_mode = _HANDED_OVER
+            self.gw_hand_over()
             return
         self._gw_mode = _DIRECT
         self._gw_limit = limit
@@ -100,22 +111,57 @@ class DirectReading(asyncio.Protocol):
     @property
     def gw_direct(self) -> bool:
         """Whether messages are read here (else by ``websockets``)."""
-        if self._gw_mode == _UNDECIDED:
-            self._gw_decide()
+        self._gw_decide()
         return self._gw_mode == _DIRECT
 
     def data_received(self, data: bytes) -> None:
         if self._gw_mode == _UNDECIDED:
+            data = self._gw_handshake_input(data)
             self._gw_decide()
-        if self._gw_mode != _DIRECT:
-            super().data_received(data)
+        if self._gw_mode == _HANDED_OVER:
+            if data:
+                super().data_received(data)
             return
         self._gw_buffer += data
-        if self._gw_sink is None:
+        if self._gw_sink is None or self._gw_mode == _UNDECIDED:
             if len(self._gw_buffer) >= self.early_limit:
                 self.gw_pause()
         elif not self._gw_paused:
             self.gw_drain()
+
+    def _gw_handshake_input(self, data: bytes) -> bytes:
+        """Gives ``websockets`` the handshake's bytes, up to the end of the
+        HTTP head (a WebSocket upgrade has no body), and returns what
+        follows, so that its frame parser has not started on it."""
+        if self._gw_head_done:
+            return data
+        seen = self._gw_tail + data
+        end = seen.find(_END_OF_HEAD)
+        if end < 0:
+            self._gw_tail = seen[-(len(_END_OF_HEAD) - 1) :]
+            super().data_received(data)
+            return b""
+        self._gw_head_done = True
+        split = end + len(_END_OF_HEAD) - len(self._gw_tail)
+        super().data_received(data[:split])
+        rest = data[split:]
+        if self.protocol.side is Side.CLIENT and self.protocol.state is not State.OPEN:
+            # Refused: the response's body, if any, is websockets' to read.
+            self._gw_mode = _HANDED_OVER
+        return rest
+
+    def eof_received(self) -> None:
+        self.gw_hand_over()
+        super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gw_hand_over()
+        super().connection_lost(exc)
+
+    async def close(self, *args: Any, **kwargs: Any) -> None:
+        """``websockets``' close, which reads the peer's close frame."""
+        self.gw_hand_over()
+        await super().close(*args, **kwargs)  # type: ignore[misc]
 
     def gw_attach(self, sink: Callable[[bytes], None], settled: Callable[[], None]) -> None:
         """Gives every message read from now on, and those held, to
@@ -128,14 +174,14 @@ class DirectReading(asyncio.Protocol):
 
     def gw_pause(self) -> None:
         """Holds messages (and pauses reading) until :meth:`gw_resume`."""
-        if not self._gw_paused and self._gw_mode == _DIRECT:
+        if not self._gw_paused and self._gw_mode != _HANDED_OVER:
             self._gw_paused = True
             self.transport.pause_reading()
 
     def gw_resume(self) -> None:
         """Gives held messages to the sink again, from the next turn of the
         loop (not from within the caller), and reads again."""
-        if self._gw_paused:
+        if self._gw_paused and self._gw_mode == _DIRECT:
             self._gw_paused = False
             self.transport.resume_reading()
             if self._gw_buffer and self._gw_sink is not None:
@@ -143,7 +189,8 @@ class DirectReading(asyncio.Protocol):
 
     def gw_hand_over(self) -> None:
         """Leaves the rest of the connection, held bytes included, to
-        ``websockets`` (closing)."""
+        ``websockets`` (closing, the end of the stream, a frame it is to
+        judge); the messages among them come from its ``recv()``."""
         if self._gw_mode == _HANDED_OVER:
             return
         self._gw_mode = _HANDED_OVER
