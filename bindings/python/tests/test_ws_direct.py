@@ -320,13 +320,13 @@ def test_input_before_attaching_is_held_and_bounded(side: str) -> None:
     run(main())
 
 
-@pytest.mark.parametrize("side", SIDES)
-def test_what_websockets_already_holds_keeps_it_reading(side: str) -> None:
+def test_what_websockets_already_holds_keeps_it_reading() -> None:
     async def main() -> None:
-        connection, _ = _connection(side)
-        # Bytes left in websockets' own buffer by the handshake (half a
-        # frame): the connection stays with websockets from the start.
-        whole = _frame(side, OP_BINARY, b"early")
+        # A server connection is open once its response is sent, before it
+        # reads again. Had bytes reached websockets' own frame parser by
+        # then (half a frame), the connection would stay with websockets.
+        connection, _ = _connection("server")
+        whole = _frame("server", OP_BINARY, b"early")
         cast(Any, connection).protocol.receive_data(whole[:3])
         got: list[bytes] = []
         connection.gw_attach(got.append, lambda: None)
@@ -417,8 +417,8 @@ def test_frames_read_with_the_handshake_are_read_here(side: str, back: int) -> N
 @pytest.mark.parametrize("side", SIDES)
 def test_a_partial_frame_then_the_end(side: str) -> None:
     # The peer stops in the middle of a frame: what was whole was given,
-    # the rest is websockets' to judge (no close frame: 1006), and closing
-    # or aborting afterwards raises nothing.
+    # the rest is websockets' to judge (no close frame: 1006), and aborting
+    # afterwards raises nothing.
     async def main() -> None:
         connection, _ = _connection(side)
         transport = WsTransport(connection, "ws://fake")
@@ -430,7 +430,6 @@ def test_a_partial_frame_then_the_end(side: str) -> None:
         assert got == [b"ok"]
         connection.eof_received()
         assert not connection.gw_direct
-        connection.gw_hand_over()
         transport.abort()
         connection.connection_lost(None)
         await until(lambda: bool(ended), "the end reported")
@@ -447,14 +446,37 @@ def test_closing_hands_the_peers_close_frame_to_websockets(side: str) -> None:
     # handshake refused by gatewire): the peer's close frame, held here,
     # reaches websockets, which completes the closing handshake.
     async def main() -> None:
-        connection, socket_ = _connection(side)
+        connection, _ = _connection(side)
         protocol = cast(Any, connection).protocol
-        closing = asyncio.create_task(cast(Any, connection).close())
-        await until(lambda: protocol.state is State.CLOSING, "our close frame sent")
         connection.data_received(Frame(OP_CLOSE, b"\x03\xe8").serialize(mask=side == "server"))
-        assert protocol.close_rcvd is not None
+        assert protocol.close_rcvd is None
+        closing = asyncio.create_task(cast(Any, connection).close())
+        await until(lambda: protocol.close_rcvd is not None, "the peer's close frame read")
         connection.connection_lost(None)
         await closing
-        assert any(f.opcode is OP_CLOSE for f in _parse(side, bytes(socket_.written)))
+
+    run(main())
+
+
+def test_messages_websockets_reads_are_settled_together() -> None:
+    # From a fragmented message on, websockets reads the connection: the
+    # messages it had queued together are followed by one `settled`, so
+    # their answers go out in one write.
+    async def main() -> None:
+        connection, _ = _connection("client")
+        transport = WsTransport(connection, "ws://fake")
+        log: list[object] = []
+        transport.start(log.append, lambda _error: None, lambda: log.append("settled"))
+        connection.data_received(
+            _frame("client", OP_BINARY, b"frag", fin=False)
+            + _frame("client", OP_CONT, b"mented")
+            + _frame("client", OP_BINARY, b"a")
+            + _frame("client", OP_BINARY, b"b")
+        )
+        await until(lambda: "settled" in log, "settled")
+        assert log == [b"fragmented", b"a", b"b", "settled"]
+        connection.data_received(_frame("client", OP_BINARY, b"c"))
+        await until(lambda: log.count("settled") == 2, "settled again")
+        assert log[4:] == [b"c", "settled"]
 
     run(main())
