@@ -62,30 +62,6 @@ EARLY_INPUT = 64 * 1024
 
 _WS_TOO_BIG = 1009
 _WS_UNSUPPORTED_DATA = 1003
-_WS_BINARY_FIN = 0x82
-_WS_MASKED = 0x80
-_WS_LEN16 = struct.Struct("!BBH")
-_WS_LEN64 = struct.Struct("!BBQ")
-
-
-def _ws_masker() -> Callable[[bytes, bytes], bytes]:
-    """``websockets``' masking function: its C version where it was built."""
-    try:
-        from websockets.speedups import apply_mask  # noqa: PLC0415 - optional dependency
-    except ImportError:  # pragma: no cover - depends on the wheel
-        from websockets.utils import apply_mask  # noqa: PLC0415
-    return apply_mask
-
-
-def _ws_head(length: int, masked: bool) -> bytes:
-    """The header of one unfragmented binary WebSocket frame (RFC 6455
-    §5.2), without its masking key."""
-    bit = _WS_MASKED if masked else 0
-    if length < 126:
-        return bytes((_WS_BINARY_FIN, bit | length))
-    if length < 65536:
-        return _WS_LEN16.pack(_WS_BINARY_FIN, bit | 126, length)
-    return _WS_LEN64.pack(_WS_BINARY_FIN, bit | 127, length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,7 +458,10 @@ class WsTransport(Transport):
         if self._batched:
             from websockets.protocol import Side  # noqa: PLC0415 - optional dependency
 
-            self._apply_mask = _ws_masker()
+            from ._ws import apply_mask, binary_head  # noqa: PLC0415 - needs websockets
+
+            self._apply_mask = apply_mask
+            self._head = binary_head
             self._masked = ws.protocol.side is Side.CLIENT
 
     def start(self, received: Received, ended: Ended, settled: Settled) -> None:
@@ -594,12 +573,13 @@ class WsTransport(Transport):
         # so the order of the stream is kept.
         masked = self._masked
         mask = self._apply_mask
+        head_of = self._head
         transport = self._ws.transport
         parts: list[bytes] = []
         # A fresh masking key per frame, drawn for the whole batch at once.
         keys = secrets.token_bytes(4 * len(frames)) if masked else b""
         for i, f in enumerate(frames):
-            head = _ws_head(len(f), masked)
+            head = head_of(len(f), masked)
             if masked:
                 key = keys[4 * i : 4 * i + 4]
                 parts += (head + key, mask(f, key))

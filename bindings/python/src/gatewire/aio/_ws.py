@@ -38,7 +38,13 @@ try:
 except ImportError:  # pragma: no cover - depends on the wheel
     from websockets.utils import apply_mask
 
-__all__ = ["DirectClientConnection", "DirectReading", "DirectServerConnection"]
+__all__ = [
+    "DirectClientConnection",
+    "DirectReading",
+    "DirectServerConnection",
+    "apply_mask",
+    "binary_head",
+]
 
 _UNDECIDED, _DIRECT, _HANDED_OVER = range(3)
 
@@ -50,6 +56,19 @@ _MASKED = 0x80
 _CONTROL_MAX = 125
 _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
+_HEAD16 = struct.Struct("!BBH")
+_HEAD64 = struct.Struct("!BBQ")
+
+
+def binary_head(length: int, masked: bool) -> bytes:
+    """The header of one unfragmented binary frame of ``length`` bytes
+    (RFC 6455 §5.2), without its masking key."""
+    bit = _MASKED if masked else 0
+    if length < 126:
+        return bytes((_BINARY_FIN, bit | length))
+    if length < 65536:
+        return _HEAD16.pack(_BINARY_FIN, bit | 126, length)
+    return _HEAD64.pack(_BINARY_FIN, bit | 127, length)
 
 
 class DirectReading(asyncio.Protocol):
