@@ -226,15 +226,14 @@ class DirectReading(asyncio.Protocol):
         if rest:
             super().data_received(rest)
 
-    def gw_drain(self) -> bool:
-        """Gives every whole message held to the sink, then calls
-        ``settled`` if it gave any. Returns ``False`` when a pause stopped it
-        with bytes still held."""
+    def gw_drain(self) -> None:
+        """Gives every whole message held to the sink (until a pause), then
+        calls ``settled`` if it gave any."""
         if self._gw_draining or self._gw_mode != _DIRECT:
-            return True
+            return
         self._gw_draining = True
         try:
-            given, done = self._gw_take()
+            given = self._gw_take()
         finally:
             self._gw_draining = False
             if self._gw_mode == _HANDED_OVER:
@@ -243,9 +242,8 @@ class DirectReading(asyncio.Protocol):
         settled = self._gw_settled
         if given and settled is not None:
             settled()
-        return done
 
-    def _gw_take(self) -> tuple[int, bool]:
+    def _gw_take(self) -> int:
         buffer = self._gw_buffer
         n = len(buffer)
         pos = 0
@@ -258,7 +256,7 @@ class DirectReading(asyncio.Protocol):
                 if sink is None or self._gw_mode != _DIRECT:
                     break
                 if self._gw_paused:
-                    return given, False
+                    break
                 first = buffer[pos]
                 second = buffer[pos + 1]
                 if second & _MASKED != mask_bit:
@@ -300,7 +298,7 @@ class DirectReading(asyncio.Protocol):
                 else:
                     self._gw_mode = _HANDED_OVER
                     break
-            return given, True
+            return given
         finally:
             view.release()
             del buffer[:pos]
