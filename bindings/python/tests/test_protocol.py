@@ -30,6 +30,7 @@ from gatewire.protocol import (
     Event,
     EventReceived,
     GoAway,
+    HelloReceived,
     Message,
     Pong,
     Request,
@@ -385,6 +386,41 @@ def test_message_preserving_transport() -> None:
     assert isinstance(closed[0].error, ex.Truncated)
     goaway = p.server.poll_transmit()
     assert goaway is not None and goaway.header.ty == FrameType.GOAWAY
+
+
+def test_the_messages_of_one_read_are_taken_together() -> None:
+    p = Pair()
+    hello = p.client.poll_transmit()
+    assert hello is not None
+    p.server.handle_frame(p.now, hello.to_bytes())
+    for e in p.collect("server"):
+        if isinstance(e, HelloReceived):
+            p.server.accept()
+    # The server's HELLO_ACK and, in the same read, a request larger than
+    # the handshake's frame limit: the limit rises between the two.
+    big = bytes(20 * 1024)
+    assert len(big) > Limits().max_handshake
+    p.server.send_request(7, msg(big))
+    frames = []
+    while (f := p.server.poll_transmit()) is not None:
+        frames.append(f.to_bytes())
+    assert [Frame.decode_exact(f, 1 << 20).header.ty for f in frames] == [
+        FrameType.HELLO_ACK,
+        FrameType.REQUEST,
+    ]
+    p.client.handle_frames(p.now, frames)
+    events = p.collect("client")
+    assert not of(events, Closed)
+    requests = of(events, Request)
+    assert len(requests) == 1 and isinstance(requests[0], Request)
+    assert requests[0].method == 7 and requests[0].message.body == big
+    # After an error, the rest of the read is dropped.
+    p.client.handle_frames(p.now, [frames[1][:-1], frames[1]])
+    events = p.collect("client")
+    assert not of(events, Request)
+    closed = of(events, Closed)
+    assert len(closed) == 1 and isinstance(closed[0], Closed)
+    assert isinstance(closed[0].error, ex.Truncated)
 
 
 def test_malformed_bytes_close_with_goaway() -> None:

@@ -169,7 +169,7 @@ def test_messages_are_given_in_order_with_any_split(
     async def main() -> None:
         connection, socket_ = _connection(side)
         log: list[object] = []
-        connection.gw_attach(log.append, lambda: log.append("settled"))
+        connection.gw_attach(log.extend, lambda: log.append("settled"))
         stream = bytearray()
         messages: list[bytes] = []
         pings: list[bytes] = []
@@ -220,7 +220,7 @@ def test_a_fragmented_or_text_message_hands_the_rest_over(side: str) -> None:
         ):
             connection, _ = _connection(side)
             got: list[bytes] = []
-            connection.gw_attach(got.append, lambda: None)
+            connection.gw_attach(got.extend, lambda: None)
             after = _frame(side, OP_BINARY, b"after")
             stream = _frame(side, OP_BINARY, b"before") + b"".join(rest) + after
             # Split inside the handed-over frames: websockets must still
@@ -253,7 +253,7 @@ def test_a_frame_websockets_refuses_is_refused_by_it(side: str, name: str, close
     async def main() -> None:
         connection, socket_ = _connection(side)
         got: list[bytes] = []
-        connection.gw_attach(got.append, lambda: None)
+        connection.gw_attach(got.extend, lambda: None)
         if name == "oversize":
             bad = _frame(side, OP_BINARY, bytes(LIMIT + 1))
         elif name == "reserved bit":
@@ -280,25 +280,21 @@ def test_a_frame_websockets_refuses_is_refused_by_it(side: str, name: str, close
 def test_a_pause_holds_messages_until_resumed(side: str) -> None:
     async def main() -> None:
         connection, socket_ = _connection(side)
-        got: list[bytes] = []
-
-        def sink(message: bytes) -> None:
-            got.append(message)
-            if message == b"1":
-                connection.gw_pause()
-
-        connection.gw_attach(sink, lambda: None)
-        connection.data_received(b"".join(_frame(side, OP_BINARY, m) for m in (b"1", b"2", b"3")))
-        assert got == [b"1"]
+        got: list[list[bytes]] = []
+        # As the connection does: it pauses once what a read brought is in.
+        connection.gw_attach(got.append, connection.gw_pause)
+        connection.data_received(b"".join(_frame(side, OP_BINARY, m) for m in (b"1", b"2")))
+        assert got == [[b"1", b"2"]], "the messages of one read, together"
         assert not socket_.reading
-        # What arrives meanwhile is held too.
-        connection.data_received(_frame(side, OP_BINARY, b"4"))
-        assert got == [b"1"]
+        # What arrives meanwhile is held.
+        connection.data_received(b"".join(_frame(side, OP_BINARY, m) for m in (b"3", b"4")))
+        assert got == [[b"1", b"2"]]
         connection.gw_resume()
         assert socket_.reading
         # Given from the loop, not from within the resume.
-        assert got == [b"1"]
-        await until(lambda: got == [b"1", b"2", b"3", b"4"], "the held messages given")
+        assert got == [[b"1", b"2"]]
+        await until(lambda: len(got) == 2, "the held messages given")
+        assert got == [[b"1", b"2"], [b"3", b"4"]]
 
     run(main())
 
@@ -313,7 +309,7 @@ def test_input_before_attaching_is_held_and_bounded(side: str) -> None:
             connection.data_received(_frame(side, OP_BINARY, message))
         assert not socket_.reading
         got: list[bytes] = []
-        connection.gw_attach(got.append, lambda: None)
+        connection.gw_attach(got.extend, lambda: None)
         assert got == [message] * n
         assert socket_.reading
 
@@ -329,7 +325,7 @@ def test_what_websockets_already_holds_keeps_it_reading() -> None:
         whole = _frame("server", OP_BINARY, b"early")
         cast(Any, connection).protocol.receive_data(whole[:3])
         got: list[bytes] = []
-        connection.gw_attach(got.append, lambda: None)
+        connection.gw_attach(got.extend, lambda: None)
         connection.data_received(whole[3:])
         assert not connection.gw_direct
         assert got == []
@@ -343,15 +339,12 @@ def test_handing_over_gives_websockets_the_held_bytes(side: str) -> None:
     async def main() -> None:
         connection, socket_ = _connection(side)
         got: list[bytes] = []
-
-        def sink(message: bytes) -> None:
-            got.append(message)
-            connection.gw_pause()
-
-        connection.gw_attach(sink, lambda: None)
-        stream = b"".join(_frame(side, OP_BINARY, m) for m in (b"1", b"2", b"3"))
-        connection.data_received(stream[:-2])
+        connection.gw_attach(got.extend, connection.gw_pause)
+        connection.data_received(_frame(side, OP_BINARY, b"1"))
         assert got == [b"1"]
+        stream = b"".join(_frame(side, OP_BINARY, m) for m in (b"2", b"3"))
+        # Held by the pause: a whole message and part of the next.
+        connection.data_received(stream[:-2])
         connection.gw_hand_over()
         assert socket_.reading
         connection.data_received(stream[-2:])
@@ -367,18 +360,12 @@ def test_the_end_comes_after_the_messages_held_by_a_pause() -> None:
         transport = WsTransport(connection, "ws://fake")
         got: list[bytes] = []
         ended: list[gw.RpcError | None] = []
-
-        def received(message: bytes) -> None:
-            got.append(message)
-            if message == b"1":
-                transport.pause_reading()
-
-        transport.start(received, ended.append, lambda: None)
+        transport.start(got.extend, ended.append, transport.pause_reading)
         queue = cast(Any, connection).recv_messages.frames
         await until(lambda: queue.get_waiter is not None, "the reader waiting for websockets")
-        connection.data_received(
-            b"".join(_frame("client", OP_BINARY, m) for m in (b"1", b"2", b"3"))
-        )
+        connection.data_received(_frame("client", OP_BINARY, b"1"))
+        assert got == [b"1"]
+        connection.data_received(b"".join(_frame("client", OP_BINARY, m) for m in (b"2", b"3")))
         assert got == [b"1"]
         # The connection drops while two messages are held: they go to
         # websockets' queue, from which the reader, which was already
@@ -386,9 +373,11 @@ def test_the_end_comes_after_the_messages_held_by_a_pause() -> None:
         connection.connection_lost(None)
         await until(lambda: queue.get_waiter is None, "the reader seeing the end")
         assert got == [b"1", b"2"] and ended == []
+        # One message a turn while websockets reads (each `settled` pauses).
+        transport.resume_reading()
+        await until(lambda: got == [b"1", b"2", b"3"], "the last message given")
         transport.resume_reading()
         await until(lambda: bool(ended), "the end reported")
-        assert got == [b"1", b"2", b"3"]
         assert isinstance(ended[0], gw.RpcError)
 
     run(main())
@@ -407,7 +396,7 @@ def test_frames_read_with_the_handshake_are_read_here(side: str, back: int) -> N
         cut = None if back == 0 else -len(frames) - back
         connection, _ = _connection(side, frames, cut)
         got: list[bytes] = []
-        connection.gw_attach(got.append, lambda: None)
+        connection.gw_attach(got.extend, lambda: None)
         assert connection.gw_direct
         assert got == [b"a", b"b"]
 
@@ -424,7 +413,7 @@ def test_a_partial_frame_then_the_end(side: str) -> None:
         transport = WsTransport(connection, "ws://fake")
         got: list[bytes] = []
         ended: list[gw.RpcError | None] = []
-        transport.start(got.append, ended.append, lambda: None)
+        transport.start(got.extend, ended.append, lambda: None)
         whole = _frame(side, OP_BINARY, bytes(300))
         connection.data_received(_frame(side, OP_BINARY, b"ok") + whole[:50])
         assert got == [b"ok"]
@@ -466,7 +455,7 @@ def test_messages_websockets_reads_are_settled_together() -> None:
         connection, _ = _connection("client")
         transport = WsTransport(connection, "ws://fake")
         log: list[object] = []
-        transport.start(log.append, lambda _error: None, lambda: log.append("settled"))
+        transport.start(log.extend, lambda _error: None, lambda: log.append("settled"))
         connection.data_received(
             _frame("client", OP_BINARY, b"frag", fin=False)
             + _frame("client", OP_CONT, b"mented")

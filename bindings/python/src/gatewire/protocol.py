@@ -40,7 +40,7 @@ import enum
 import struct
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, overload
 
@@ -985,18 +985,27 @@ class Connection:
     def handle_frame(self, now: int, message: bytes | bytearray | memoryview) -> None:
         """One whole frame from a message-preserving transport (a WebSocket
         binary message). Anything but exactly one frame is a protocol error."""
+        self.handle_frames(now, (message,))
+
+    def handle_frames(self, now: int, messages: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Several messages of a message-preserving transport, in order (all
+        those one read brought), each one whole frame, as by
+        :meth:`handle_frame`; those after an error are dropped."""
         self._now = now
-        if self.is_closed():
-            return
-        try:
-            frame = Frame.decode_exact(message, self._decoder.max_payload)
-        except FrameError as e:
-            self._fail(e)
-            return
-        try:
-            self._on_frame(frame)
-        except ConnectionFailed as e:
-            self._fail(e)
+        decoder = self._decoder
+        for message in messages:
+            if self.is_closed():
+                return
+            try:
+                # The limit rises once the handshake completes.
+                frame = Frame.decode_exact(message, decoder.max_payload)
+            except FrameError as e:
+                self._fail(e)
+                return
+            try:
+                self._on_frame(frame)
+            except ConnectionFailed as e:
+                self._fail(e)
 
     def handle_eof(self, now: int) -> None:
         """The peer will send nothing more (end of stream, or a half-close).

@@ -129,9 +129,10 @@ def websockets_module() -> Any:
     return websockets
 
 
-Received = Callable[[bytes], None]
-"""Called with each chunk a transport reads (a whole frame, for a
-message-framed one)."""
+Received = Callable[[list[bytes]], None]
+"""Called with what a transport reads, in order: a chunk of a byte stream
+(one item), or whole frames, one per message, for a message-framed one
+(all those of one read, when it reads the messages itself)."""
 Ended = Callable[[RpcError | None], None]
 """Called once when the peer's side ends: ``None`` for a clean end of the
 stream (or a half-close), else the error that ended the transport."""
@@ -162,7 +163,7 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def start(self, received: Received, ended: Ended, settled: Settled) -> None:
-        """Starts reading (nothing is read before): every chunk goes to
+        """Starts reading (nothing is read before): what is read goes to
         ``received``, ``settled`` is called once what one read brought has
         all been given (one chunk, or several messages), and the end of
         input goes, once, to ``ended``."""
@@ -261,7 +262,7 @@ class StreamTransport(asyncio.Protocol, Transport):
     def data_received(self, data: bytes) -> None:
         received = self._received
         if received is not None:
-            received(data)
+            received([data])
             if self._settled is not None:
                 self._settled()
         elif self._early is not None:
@@ -321,7 +322,7 @@ class StreamTransport(asyncio.Protocol, Transport):
         # (nothing can arrive in between, within this callback).
         self.resume_reading()
         if early:
-            received(bytes(early))
+            received([bytes(early)])
             settled()
         if self._lost:
             error = self._lost_error
@@ -505,7 +506,7 @@ class WsTransport(Transport):
                 message = await self._recv()
                 if message is None:
                     break
-                received(message)
+                received([message])
                 if settling is None:
                     settling = loop.call_soon(settle)
         except RpcError as e:

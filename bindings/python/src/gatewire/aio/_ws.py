@@ -5,9 +5,9 @@ hands it out through ``recv()``, a task switch per message. A gatewire
 connection receives one unfragmented binary message per frame, so
 :class:`DirectClientConnection` and :class:`DirectServerConnection` (the
 ``create_connection`` of ``connect`` and ``serve``) read those messages
-themselves, in the socket's read callback, and give them to the connection
-at once, as a byte stream's data arrives. Everything else stays with
-``websockets``:
+themselves, in the socket's read callback, and give those of each read to
+the connection at once, as a byte stream's data arrives. Everything else
+stays with ``websockets``:
 
 - the handshake: it gets the bytes up to the end of the HTTP head; what
   follows is held until the connection is open;
@@ -75,10 +75,11 @@ class DirectReading(asyncio.Protocol):
     """The reading half of a ``websockets`` connection, for gatewire.
 
     Until :meth:`gw_attach`, messages read are held (reading pauses beyond
-    ``early_limit`` bytes); afterwards each goes to the sink as it is read,
-    except while :meth:`gw_pause` holds reading. The sink gets every
-    message of a read, even one after a pause asked from ``settled``: as
-    with a byte stream's chunk, a read is bounded by the socket's read size.
+    ``early_limit`` bytes); afterwards those of each read go to the sink
+    together, as they are read, except while :meth:`gw_pause` holds
+    reading. The sink gets every message of a read, even one after a pause
+    asked from ``settled``: as with a byte stream's chunk, a read is bounded
+    by the socket's read size.
     """
 
     early_limit = 64 * 1024
@@ -94,7 +95,7 @@ class DirectReading(asyncio.Protocol):
         self._gw_head_done = False
         self._gw_tail = b""
         self._gw_buffer = bytearray()
-        self._gw_sink: Callable[[bytes], None] | None = None
+        self._gw_sink: Callable[[list[bytes]], None] | None = None
         self._gw_settled: Callable[[], None] | None = None
         self._gw_paused = False
         self._gw_draining = False
@@ -182,9 +183,10 @@ class DirectReading(asyncio.Protocol):
         self.gw_hand_over()
         await super().close(*args, **kwargs)  # type: ignore[misc]
 
-    def gw_attach(self, sink: Callable[[bytes], None], settled: Callable[[], None]) -> None:
+    def gw_attach(self, sink: Callable[[list[bytes]], None], settled: Callable[[], None]) -> None:
         """Gives every message read from now on, and those held, to
-        ``sink``, in order, and calls ``settled`` after each run of them."""
+        ``sink``, in order, a list per read, and calls ``settled`` after
+        each."""
         self._gw_sink = sink
         self._gw_settled = settled
         if self.gw_direct:
@@ -227,36 +229,37 @@ class DirectReading(asyncio.Protocol):
             super().data_received(rest)
 
     def gw_drain(self) -> None:
-        """Gives every whole message held to the sink (until a pause), then
+        """Gives every whole message held to the sink (unless paused), then
         calls ``settled`` if it gave any."""
-        if self._gw_draining or self._gw_mode != _DIRECT:
+        sink = self._gw_sink
+        if self._gw_draining or self._gw_mode != _DIRECT or sink is None or self._gw_paused:
             return
         self._gw_draining = True
         try:
-            given = self._gw_take()
+            messages = self._gw_take()
+            if messages:
+                sink(messages)
         finally:
             self._gw_draining = False
             if self._gw_mode == _HANDED_OVER:
                 self._gw_sink = None
                 self._gw_give_rest()
         settled = self._gw_settled
-        if given and settled is not None:
+        if messages and settled is not None:
             settled()
 
-    def _gw_take(self) -> int:
+    def _gw_take(self) -> list[bytes]:
+        """Cuts the whole messages from the front of the buffer, up to any
+        frame that hands the connection over (passing pings and pongs to
+        ``websockets`` on the way)."""
         buffer = self._gw_buffer
         n = len(buffer)
         pos = 0
-        given = 0
+        messages: list[bytes] = []
         view = memoryview(buffer)
         try:
             mask_bit = self._gw_mask_bit
-            while n - pos >= 2:
-                sink = self._gw_sink
-                if sink is None or self._gw_mode != _DIRECT:
-                    break
-                if self._gw_paused:
-                    break
+            while n - pos >= 2 and self._gw_mode == _DIRECT:
                 first = buffer[pos]
                 second = buffer[pos + 1]
                 if second & _MASKED != mask_bit:
@@ -283,11 +286,10 @@ class DirectReading(asyncio.Protocol):
                     if end > n:
                         break
                     pos = end
-                    given += 1
                     if mask_bit:
-                        sink(apply_mask(view[body:end], bytes(view[head:body])))
+                        messages.append(apply_mask(view[body:end], bytes(view[head:body])))
                     else:
-                        sink(bytes(view[body:end]))
+                        messages.append(bytes(view[body:end]))
                 elif first in (_PING_FIN, _PONG_FIN) and length <= _CONTROL_MAX:
                     end = head + (4 if mask_bit else 0) + length
                     if end > n:
@@ -298,7 +300,7 @@ class DirectReading(asyncio.Protocol):
                 else:
                     self._gw_mode = _HANDED_OVER
                     break
-            return given
+            return messages
         finally:
             view.release()
             del buffer[:pos]

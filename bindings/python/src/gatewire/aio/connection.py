@@ -692,19 +692,21 @@ class Connection:
         self._core.handle_timeout(self._now())
         self._pump()
 
-    def _received(self, data: bytes) -> None:
+    def _received(self, chunks: list[bytes]) -> None:
         """What the transport read (from the loop's read callback): a chunk
-        of a byte stream or one WebSocket message. What it produces waits
-        for :meth:`_settled`."""
+        of a byte stream or WebSocket messages. What it produces waits for
+        :meth:`_settled`."""
         core = self._core
         if core.is_closed():
             return
-        self._stats_bytes_received += len(data)
+        self._stats_bytes_received += sum(map(len, chunks))
         try:
             if self._framed:
-                core.handle_frame(self._now(), data)
+                core.handle_frames(self._now(), chunks)
             else:
-                core.handle_bytes(self._now(), data)
+                now = self._now()
+                for chunk in chunks:
+                    core.handle_bytes(now, chunk)
         except Exception:  # pragma: no cover - a bug; close rather than hang
             _log.exception("gatewire reader failed")
             self.abort(ErrorCode.INTERNAL, "internal error")
