@@ -13,8 +13,9 @@ milliseconds.
 Polling order
 -------------
 
-After every input (``handle_bytes``, ``handle_frame``, ``handle_eof``,
-``handle_timeout``) or command (``send_request``, ``cancel``, ``close``...):
+After every input (``handle_bytes``, ``handle_frame`` or ``handle_frames``
+for the messages of one read, ``handle_eof``, ``handle_timeout``) or
+command (``send_request``, ``cancel``, ``close``...):
 
 1. :meth:`Connection.poll_transmit` until ``None``, writing each frame;
 2. :meth:`Connection.poll_event` until ``None``, delivering each event;

@@ -75,11 +75,11 @@ class DirectReading(asyncio.Protocol):
     """The reading half of a ``websockets`` connection, for gatewire.
 
     Until :meth:`gw_attach`, messages read are held (reading pauses beyond
-    ``early_limit`` bytes); afterwards those of each read go to the sink
-    together, as they are read, except while :meth:`gw_pause` holds
-    reading. The sink gets every message of a read, even one after a pause
-    asked from ``settled``: as with a byte stream's chunk, a read is bounded
-    by the socket's read size.
+    ``early_limit`` bytes); afterwards those of each read go to the sink in
+    one list, then ``settled`` is called, except while :meth:`gw_pause`
+    holds reading. A pause asked meanwhile holds the next read: as with a
+    byte stream's chunk, what one read brings is bounded by the socket's
+    read size.
     """
 
     early_limit = 64 * 1024
