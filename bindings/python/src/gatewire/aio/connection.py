@@ -701,10 +701,10 @@ class Connection:
             return
         self._stats_bytes_received += sum(map(len, chunks))
         try:
+            now = self._now()
             if self._framed:
-                core.handle_frames(self._now(), chunks)
+                core.handle_frames(now, chunks)
             else:
-                now = self._now()
                 for chunk in chunks:
                     core.handle_bytes(now, chunk)
         except Exception:  # pragma: no cover - a bug; close rather than hang
