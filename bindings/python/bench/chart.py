@@ -4,7 +4,7 @@ connection. Every sender offers ``send_points(points) -> ack`` and
 ``ping()``; the ack is (count, last x, last y) as the peer decoded them.
 
 The points are a numpy array of shape (n, 2). What each sender does to the
-array (``tolist()``, JSON, MessagePack, zstd; nothing for the raw socket and
+array (``tolist()``, JSON, MessagePack, zstd; nothing for the raw sockets and
 gatewire, which send views of its buffer) is part of the timed transfer, as
 it is part of what a program does to send. No sender loops over the points
 in Python.
@@ -159,6 +159,48 @@ class RawSocket:
         await self._task
 
 
+class RawWebSocket:
+    """The WebSocket floor: the array's bytes as one binary message over a
+    bare ``websockets`` connection (no compression) to a bare ``ws`` server;
+    a ping is a text message, echoed."""
+
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws
+        self._fifo = Fifo()
+        self._task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url: str) -> RawWebSocket:
+        from websockets.asyncio.client import connect  # noqa: PLC0415
+
+        return cls(await connect(url, compression=None, max_size=None))
+
+    async def _read(self) -> None:
+        try:
+            async for message in self._ws:
+                self._fifo.resolve(message.encode() if isinstance(message, str) else message)
+        except Exception as e:
+            self._fifo.fail(e)
+        else:
+            self._fifo.fail(ConnectionResetError("closed"))
+
+    async def _send(self, message: memoryview | str) -> bytes:
+        fut = self._fifo.expect()
+        await self._ws.send(message)
+        return await fut
+
+    async def send_points(self, points: Points) -> Ack:
+        reply = await self._send(points.data.cast("B"))
+        return _ack(np.frombuffer(reply, dtype=np.float64))
+
+    async def ping(self) -> None:
+        await self._send(_PING.hex())
+
+    async def close(self) -> None:
+        await self._ws.close()
+        await self._task
+
+
 class Gatewire:
     """gatewire: the points as a stream of ``chunk``-byte messages (credit
     backpressure; other calls interleave between its frames); the peer
@@ -199,6 +241,7 @@ SENDERS: dict[str, Callable[[str], Awaitable[Sender]]] = {
     "socketio-json": SocketIoJson.connect,
     "socketio-msgpack-zstd": SocketIoMsgpackZstd.connect,
     "raw": RawSocket.connect,
+    "raw-ws": RawWebSocket.connect,
     "gatewire": Gatewire.connect,
     "gatewire-big": Gatewire.connect_big,
 }

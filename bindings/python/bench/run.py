@@ -321,6 +321,7 @@ CHART_CASES = [
         ("sender", "socketio-msgpack-zstd"),
     ),
     Case("raw float64", "tcp", "node", "node-raw", 0, ("sender", "raw")),
+    Case("raw float64", "ws", "node", "node-raw", 1, ("sender", "raw-ws")),
     Case("gatewire", "tcp", "node", "node-gatewire", 0, ("sender", "gatewire")),
     Case("gatewire", "ws", "node", "node-gatewire", 1, ("sender", "gatewire")),
     Case(

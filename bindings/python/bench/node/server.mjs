@@ -4,7 +4,8 @@
 // on the same connection.
 //
 //   node server.mjs socketio   # socket.io: 'addPoints' (JSON), 'addPointsPacked' (MessagePack + zstd), 'echo'
-//   node server.mjs raw        # TCP, frames of u8 type + u32 LE length: 1 = points, 2 = ping
+//   node server.mjs raw        # TCP, frames of u8 type + u32 LE length: 1 = points, 2 = ping;
+//                              # and a bare `ws` server: a binary message = points, a text one = ping
 //   node server.mjs gatewire   # gatewire: stream 10 = points, unary 1 = echo; on tcp:// and ws://
 //                              # with default limits, and on tcp:// with a 4 MiB stream credit
 //
@@ -121,7 +122,36 @@ async function serveRaw() {
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { urls: [`tcp://127.0.0.1:${server.address().port}`], close: () => server.close() };
+  const ws = await serveRawWebSocket();
+  return {
+    urls: [`tcp://127.0.0.1:${server.address().port}`, ...ws.urls],
+    close: () => Promise.all([server.close(), ws.close()]),
+  };
+}
+
+/** The WebSocket floor: `ws` with its defaults (no compression), the
+ * points as one binary message, copied into the kept buffer as the other
+ * sinks do; a text message is a ping, echoed. */
+async function serveRawWebSocket() {
+  const { WebSocketServer } = await import('ws');
+  const httpServer = http.createServer();
+  const wss = new WebSocketServer({ server: httpServer });
+  wss.on('connection', (socket) => {
+    socket.on('message', (data, isBinary) => {
+      if (!isBinary) {
+        socket.send(data, { binary: false });
+        return;
+      }
+      const bytes = sinkBuffer(data.length);
+      bytes.set(data);
+      socket.send(new Float64Array(ack(new Float64Array(bytes.buffer, 0, bytes.length / 8))));
+    });
+  });
+  await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+  return {
+    urls: [`ws://127.0.0.1:${httpServer.address().port}`],
+    close: () => new Promise((resolve) => wss.close(() => httpServer.close(resolve))),
+  };
 }
 
 async function serveGatewire() {
