@@ -21,7 +21,7 @@ import pytest
 import gatewire.aio as gw
 from gatewire import Codec, ErrorCode, Message
 
-from .aio_support import TRANSPORTS, pair, run, until
+from .aio_support import TRANSPORTS, pair, private_dir, run, until, url_for
 
 pytestmark = pytest.mark.parametrize("transport", TRANSPORTS)
 
@@ -99,6 +99,21 @@ def test_calls_both_ways(transport: str) -> None:
             assert client.role is gw.Role.CLIENT and server_side.role is gw.Role.SERVER
             assert client.peer is not None and client.peer.agent is not None
             assert client.peer.agent.startswith("gatewire-python/")
+
+    run(main())
+
+
+def test_endpoints_serve_and_connect_as_urls_do(transport: str) -> None:
+    async def main() -> None:
+        with private_dir() as d:
+            server = await gw.serve(gw.Endpoint.parse(url_for(transport, d)), echo_router())
+            async with server:
+                (bound,) = server.endpoints
+                assert bound.scheme == transport
+                for target in (bound, str(bound)):
+                    conn = await gw.connect(target)
+                    assert (await conn.call(1, b"x")).body == b"x"
+                    await conn.close()
 
     run(main())
 

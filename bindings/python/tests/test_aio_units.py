@@ -89,6 +89,16 @@ def test_endpoint_refusals(url: str, why: str) -> None:
     assert isinstance(e.value, gw.ConfigError)
 
 
+def test_an_endpoint_is_a_url_or_an_endpoint() -> None:
+    e = Endpoint.parse("ws://127.0.0.1:80/gw")
+    assert Endpoint.of(e) is e
+    assert Endpoint.of("ws://127.0.0.1:80/gw") == e
+    with pytest.raises(EndpointError, match="no scheme"):
+        Endpoint.of("127.0.0.1:80")
+    with pytest.raises(TypeError, match="not bytes"):
+        Endpoint.of(b"tcp://127.0.0.1:80")  # type: ignore[arg-type]
+
+
 def test_unsupported_and_bad_urls_are_config_errors() -> None:
     async def main() -> None:
         with pytest.raises(gw.ConfigError, match="tls_server"):

@@ -58,6 +58,11 @@ def test_calls_from_many_threads(server_url: str) -> None:
         ]
 
 
+def test_connect_to_an_endpoint(server_url: str) -> None:
+    with gws.connect(gw.Endpoint.parse(server_url)) as conn:
+        assert conn.call(1, b"x").body == b"x"
+
+
 def test_typed_errors_and_close(server_url: str) -> None:
     before = _sync_threads()
     conn = gws.connect(server_url)

@@ -162,12 +162,15 @@ __all__ = [
 ]
 
 
-async def connect(url: str, *, router: Router | None = None, **options: Any) -> Connection:
+async def connect(
+    url: str | Endpoint, *, router: Router | None = None, **options: Any
+) -> Connection:
     """Connects to ``url`` and completes the handshake.
 
     Args:
         url: ``tcp://host:port``, ``unix:///path``, ``ws://host:port/path``,
-            ``tls://host:port`` or ``wss://host:port/path``.
+            ``tls://host:port`` or ``wss://host:port/path``, or an
+            :class:`Endpoint` (one of :attr:`Server.endpoints`...).
         router: handlers for what the server sends us (callbacks, events,
             streams). Default: none (calls are answered ``UNKNOWN_METHOD``).
         **options: :class:`Options` fields (``timeouts``, ``compression``,
@@ -189,7 +192,7 @@ async def connect(url: str, *, router: Router | None = None, **options: Any) -> 
             answers ``UNAUTHENTICATED`` (its ``code``).
     """
     opts = Options.from_kwargs(options)
-    endpoint = Endpoint.parse(url)
+    endpoint = Endpoint.of(url)
     transport = await open_transport(endpoint, opts)
     try:
         return await start(transport, Role.CLIENT, opts, router or Router())

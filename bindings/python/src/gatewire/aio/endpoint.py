@@ -64,6 +64,21 @@ class Endpoint:
     path: str = ""
 
     @classmethod
+    def of(cls, target: str | Endpoint) -> Endpoint:
+        """``target`` as an endpoint: an :class:`Endpoint` as it is, a URL
+        parsed.
+
+        Raises:
+            EndpointError: the URL is refused; the message says why.
+            TypeError: ``target`` is neither.
+        """
+        if isinstance(target, Endpoint):
+            return target
+        if isinstance(target, str):
+            return cls.parse(target)
+        raise TypeError(f"an endpoint is a URL or an Endpoint, not {type(target).__name__}")
+
+    @classmethod
     def parse(cls, url: str) -> Endpoint:
         """Parses ``url``.
 

@@ -325,12 +325,17 @@ class Server:
                 self._tasks.discard(task)
 
 
-async def serve(urls: str | Sequence[str], router: Router | None = None, **options: Any) -> Server:
+async def serve(
+    urls: str | Endpoint | Sequence[str | Endpoint],
+    router: Router | None = None,
+    **options: Any,
+) -> Server:
     """Binds every URL and serves connections on all of them.
 
     Args:
         urls: ``tcp://host:port``, ``unix:///path``, ``ws://host:port/path``,
-            ``tls://host:port`` and ``wss://host:port/path`` endpoints (port
+            ``tls://host:port`` and ``wss://host:port/path`` endpoints, as
+            URLs or :class:`~gatewire.aio.endpoint.Endpoint` values (port
             ``0`` picks a free port; see :attr:`Server.urls`). TLS ones need
             the ``tls_server`` option.
         router: handlers for what clients send (and nothing else: a server
@@ -345,7 +350,7 @@ async def serve(urls: str | Sequence[str], router: Router | None = None, **optio
             Unix socket directory...; ``__cause__`` is the :class:`OSError`).
     """
     opts = Options.from_kwargs(options)
-    endpoints = [Endpoint.parse(u) for u in ([urls] if isinstance(urls, str) else urls)]
+    endpoints = [Endpoint.of(u) for u in ([urls] if isinstance(urls, str | Endpoint) else urls)]
     server = Server(opts, router or Router())
     try:
         for endpoint in endpoints:

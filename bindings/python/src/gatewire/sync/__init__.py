@@ -294,7 +294,9 @@ class Connection:
         self.close()
 
 
-def connect(url: str, *, router: aio.Router | None = None, **options: Any) -> Connection:
+def connect(
+    url: str | aio.Endpoint, *, router: aio.Router | None = None, **options: Any
+) -> Connection:
     """Connects to ``url`` and completes the handshake; arguments as
     :func:`gatewire.aio.connect`.
 
