@@ -670,7 +670,6 @@ def test_stream_handler_error(transport: str) -> None:
 # ----- compression -----------------------------------------------------------
 
 
-@pytest.mark.skipif(not gw.ZSTD_AVAILABLE, reason="zstandard is not installed")
 def test_compression(transport: str) -> None:
     async def main() -> None:
         body = b"gatewire " * 40_000

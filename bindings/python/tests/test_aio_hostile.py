@@ -234,8 +234,6 @@ def test_client_survives_a_server_that_closes_at_once() -> None:
 
 # ----- WebSocket framing abuse (H1, H2, H4) -------------------------------------
 
-websockets = pytest.importorskip("websockets")
-
 
 def test_ws_upgrade_refusals() -> None:
     from websockets.asyncio.client import connect  # noqa: PLC0415

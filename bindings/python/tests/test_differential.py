@@ -4,19 +4,15 @@ interpreter (``gatewire_vectors::interp::run`` in ``Record`` mode, through
 the ``record-conversations`` binary of ``crates/gatewire-vectors``) and
 replayed here with every frame, event, result and state compared.
 
-Runs whenever ``GATEWIRE_RECORDER`` is set, to a command that reads a JSON
-array of conversations on stdin and writes the same array, recorded, on
-stdout (``{"name": ..., "error": ...}`` in place of a conversation the
-recorder rejects). From the repository root::
-
-    cargo build --locked -p gatewire-vectors --bin record-conversations
-    cd bindings/python
-    GATEWIRE_RECORDER=../../target/debug/record-conversations python -m pytest
-
-A relative command path is taken from this package's directory
-(``bindings/python``). ``GATEWIRE_DIFF_SEED`` (default 0) and
-``GATEWIRE_DIFF_COUNT`` (default 1000, about 25 s on 2 vCPUs) pick the
-random conversations; each conversation is one test.
+The recorder is ``target/debug/record-conversations``, built with ``cargo
+build --locked -p gatewire-vectors`` when it is missing, or the command
+``GATEWIRE_RECORDER`` names: one that reads a JSON array of conversations on
+stdin and writes the same array, recorded, on stdout (``{"name": ...,
+"error": ...}`` in place of a conversation the recorder rejects). A relative
+command path is taken from this package's directory (``bindings/python``).
+``GATEWIRE_DIFF_SEED`` (default 0) and ``GATEWIRE_DIFF_COUNT`` (default
+1000, about 25 s on 2 vCPUs) pick the random conversations; each
+conversation is one test.
 """
 
 from __future__ import annotations
@@ -31,6 +27,7 @@ import pytest
 
 from .convgen import conversations
 from .directed import directed
+from .rust_peers import rust_binary
 from .vectorjson import Json, run
 
 RECORDER = os.environ.get("GATEWIRE_RECORDER")
@@ -38,13 +35,12 @@ SEED = int(os.environ.get("GATEWIRE_DIFF_SEED", "0"))
 COUNT = int(os.environ.get("GATEWIRE_DIFF_COUNT", "1000"))
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(not RECORDER, reason="GATEWIRE_RECORDER is not set")
-
-CONVERSATIONS: list[Json] = directed() + conversations(SEED, COUNT) if RECORDER else []
+CONVERSATIONS: list[Json] = directed() + conversations(SEED, COUNT)
 
 
 def _command() -> list[str]:
-    assert RECORDER
+    if not RECORDER:
+        return [str(rust_binary(None, "record-conversations", "gatewire-vectors"))]
     argv = shlex.split(RECORDER)
     program = Path(argv[0])
     if len(program.parts) > 1 and not program.is_absolute():
@@ -63,7 +59,7 @@ def recorded() -> dict[str, Json]:
         check=False,
     )
     if proc.returncode != 0:
-        pytest.fail(f"recorder {RECORDER!r} failed ({proc.returncode}):\n{proc.stderr}")
+        pytest.fail(f"recorder {_command()!r} failed ({proc.returncode}):\n{proc.stderr}")
     out: list[Json] = json.loads(proc.stdout)
     assert [c.get("name") for c in out] == [c["name"] for c in CONVERSATIONS]
     return {c["name"]: c for c in out}

@@ -16,7 +16,7 @@
 ``example-peer`` is ``target/debug/example-peer`` (or
 ``GATEWIRE_EXAMPLE_PEER``); when it is missing it is built with
 ``cargo build --locked -p gatewire-example-schemas``, and the tests that
-need it are skipped if cargo is not available.
+need it fail if cargo is not available.
 """
 
 from __future__ import annotations

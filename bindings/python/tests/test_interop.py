@@ -9,7 +9,7 @@
 
 The peer is ``target/debug/interop-peer`` (or ``GATEWIRE_INTEROP_PEER``);
 when it is missing it is built with ``cargo build --locked -p
-gatewire-interop``, and the tests are skipped if cargo is not available.
+gatewire-interop``, and the tests fail if cargo is not available.
 """
 
 from __future__ import annotations

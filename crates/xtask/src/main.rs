@@ -300,7 +300,24 @@ fn python_tests() -> Result {
         &bin("python"),
         &["-m", "pytest", "-q"],
         &[("GATEWIRE_RECORDER", recorder.to_str().expect("utf-8 path"))],
-    )
+    )?;
+    python_installed()
+}
+
+/// `pip install ./bindings/python`, without extras, into a fresh virtual
+/// environment, and `tests/installed_check.py` run there from outside the
+/// source tree.
+fn python_installed() -> Result {
+    step("Python package: pip install ./bindings/python into a fresh virtual environment");
+    let venv = root().join("target/tools/installed-venv");
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).map_err(|e| format!("cannot remove {}: {e}", venv.display()))?;
+    }
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    run("python3", &["-m", "venv", &path(&venv)])?;
+    run(&path(&venv.join("bin/pip")), &["install", "--quiet", "--disable-pip-version-check", "./bindings/python"])?;
+    let check = root().join("bindings/python/tests/installed_check.py");
+    run_in(&venv, &path(&venv.join("bin/python")), &[&path(&check)], &[])
 }
 
 /// A quick run of the Python benchmark (its own venv, the Node peers, the
