@@ -16,11 +16,14 @@ import asyncio
 import struct
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 from peers import ECHO_METHOD, Fifo
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 Points = npt.NDArray[np.float64]
 Ack = tuple[float, float, float]
@@ -164,7 +167,7 @@ class RawWebSocket:
     bare ``websockets`` connection (no compression) to a bare ``ws`` server;
     a ping is a text message, echoed."""
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._fifo = Fifo()
         self._task = asyncio.create_task(self._read())
@@ -176,10 +179,12 @@ class RawWebSocket:
         return cls(await connect(url, compression=None, max_size=None))
 
     async def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed  # noqa: PLC0415
+
         try:
             async for message in self._ws:
                 self._fifo.resolve(message.encode() if isinstance(message, str) else message)
-        except Exception as e:
+        except (ConnectionClosed, OSError) as e:
             self._fifo.fail(e)
         else:
             self._fifo.fail(ConnectionResetError("closed"))

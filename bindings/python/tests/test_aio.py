@@ -106,14 +106,21 @@ def test_calls_both_ways(transport: str) -> None:
 def test_endpoints_serve_and_connect_as_urls_do(transport: str) -> None:
     async def main() -> None:
         with private_dir() as d:
-            server = await gw.serve(gw.Endpoint.parse(url_for(transport, d)), echo_router())
-            async with server:
-                (bound,) = server.endpoints
-                assert bound.scheme == transport
-                for target in (bound, str(bound)):
-                    conn = await gw.connect(target)
-                    assert (await conn.call(1, b"x")).body == b"x"
-                    await conn.close()
+            one = gw.Endpoint.parse(url_for(transport, d))
+            # One Endpoint, or a list that mixes Endpoints and URLs.
+            mixed: list[str | gw.Endpoint] = [one, "tcp://127.0.0.1:0"]
+            for urls in (one, mixed):
+                async with await gw.serve(urls, echo_router()) as server:
+                    bound = server.endpoints[0]
+                    assert bound.scheme == transport
+                    assert len(server.endpoints) == (1 if urls is one else 2)
+                    targets: list[str | gw.Endpoint] = [bound, str(bound), *server.endpoints[1:]]
+                    for target in targets:
+                        conn = await gw.connect(target)
+                        try:
+                            assert (await conn.call(1, b"x")).body == b"x"
+                        finally:
+                            await conn.close()
 
     run(main())
 

@@ -94,10 +94,32 @@ def test_an_endpoint_is_a_url_or_an_endpoint() -> None:
     e = Endpoint.parse("ws://127.0.0.1:80/gw")
     assert Endpoint.of(e) is e
     assert Endpoint.of("ws://127.0.0.1:80/gw") == e
+    for valid in ("tcp://[::1]:0", "unix:///run/gw.sock", "wss://example.org:443/"):
+        assert Endpoint.of(Endpoint.parse(valid)) == Endpoint.parse(valid)
     with pytest.raises(EndpointError, match="no scheme"):
         Endpoint.of("127.0.0.1:80")
     with pytest.raises(TypeError, match="not bytes"):
         Endpoint.of(b"tcp://127.0.0.1:80")  # type: ignore[arg-type]
+    # Built by hand: held to the rules of the URL it stands for.
+    for bad, why in [
+        (Endpoint("http", "127.0.0.1", 80, "/"), "unknown endpoint scheme"),
+        (Endpoint("tcp", "127.0.0.1", 70000), "port"),
+        (Endpoint("tcp", "127.0.0.1", -1), "port"),
+        (Endpoint("ws", "127.0.0.1", 80, ""), "parses to"),
+        (Endpoint("unix", path="relative.sock"), "not absolute"),
+    ]:
+        with pytest.raises(EndpointError, match=why):
+            Endpoint.of(bad)
+
+    async def main() -> None:
+        with pytest.raises(EndpointError, match="port"):
+            await gw.serve(Endpoint("tcp", "127.0.0.1", 70000))
+        with pytest.raises(EndpointError, match="unknown endpoint scheme"):
+            await gw.connect(Endpoint("http", "127.0.0.1", 80, "/"))
+        with pytest.raises(TypeError, match="not bytes"):
+            await gw.serve(b"tcp://127.0.0.1:0")  # type: ignore[arg-type]
+
+    run(main())
 
 
 def test_unsupported_and_bad_urls_are_config_errors() -> None:

@@ -129,13 +129,15 @@ async function serveRaw() {
   };
 }
 
-/** The WebSocket floor: `ws` with its defaults (no compression), the
+/** The WebSocket floor: `ws` (no compression), the
  * points as one binary message, copied into the kept buffer as the other
  * sinks do; a text message is a ping, echoed. */
 async function serveRawWebSocket() {
   const { WebSocketServer } = await import('ws');
   const httpServer = http.createServer();
-  const wss = new WebSocketServer({ server: httpServer });
+  // Library defaults, except the message size limit (100 MiB by default),
+  // raised as the socket.io server's is: the points travel in one message.
+  const wss = new WebSocketServer({ server: httpServer, maxPayload: 1e9 });
   wss.on('connection', (socket) => {
     socket.on('message', (data, isBinary) => {
       if (!isBinary) {
@@ -150,7 +152,13 @@ async function serveRawWebSocket() {
   await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
   return {
     urls: [`ws://127.0.0.1:${httpServer.address().port}`],
-    close: () => new Promise((resolve) => wss.close(() => httpServer.close(resolve))),
+    close: () =>
+      new Promise((resolve) => {
+        for (const client of wss.clients) {
+          client.terminate();
+        }
+        wss.close(() => httpServer.close(resolve));
+      }),
   };
 }
 

@@ -65,18 +65,22 @@ class Endpoint:
 
     @classmethod
     def of(cls, target: str | Endpoint) -> Endpoint:
-        """``target`` as an endpoint: an :class:`Endpoint` as it is, a URL
-        parsed.
+        """``target`` as an endpoint: a URL parsed, or an :class:`Endpoint`
+        that is what its URL parses to (one built by hand is held to the
+        same rules).
 
         Raises:
-            EndpointError: the URL is refused; the message says why.
+            EndpointError: the URL, or the endpoint's, is refused; the
+                message says why.
             TypeError: ``target`` is neither.
         """
-        if isinstance(target, Endpoint):
-            return target
         if isinstance(target, str):
             return cls.parse(target)
-        raise TypeError(f"an endpoint is a URL or an Endpoint, not {type(target).__name__}")
+        if not isinstance(target, Endpoint):
+            raise TypeError(f"an endpoint is a URL or an Endpoint, not {type(target).__name__}")
+        if cls.parse(str(target)) != target:
+            raise EndpointError(f"{target!r} is not what its URL `{target}` parses to")
+        return target
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:

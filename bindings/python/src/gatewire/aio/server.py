@@ -350,6 +350,8 @@ async def serve(
             Unix socket directory...; ``__cause__`` is the :class:`OSError`).
     """
     opts = Options.from_kwargs(options)
+    if isinstance(urls, bytes | bytearray | memoryview):
+        raise TypeError("endpoints are URLs or Endpoint values, not bytes")
     endpoints = [Endpoint.of(u) for u in ([urls] if isinstance(urls, str | Endpoint) else urls)]
     server = Server(opts, router or Router())
     try:
