@@ -16,14 +16,11 @@ import asyncio
 import struct
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from peers import ECHO_METHOD, Fifo
-
-if TYPE_CHECKING:
-    from websockets.asyncio.client import ClientConnection
+from peers import ECHO_METHOD, Fifo, WebsocketsClient
 
 Points = npt.NDArray[np.float64]
 Ack = tuple[float, float, float]
@@ -167,43 +164,22 @@ class RawWebSocket:
     bare ``websockets`` connection (no compression) to a bare ``ws`` server;
     a ping is a text message, echoed."""
 
-    def __init__(self, ws: ClientConnection) -> None:
-        self._ws = ws
-        self._fifo = Fifo()
-        self._task = asyncio.create_task(self._read())
+    def __init__(self, client: WebsocketsClient) -> None:
+        self._client = client
 
     @classmethod
     async def connect(cls, url: str) -> RawWebSocket:
-        from websockets.asyncio.client import connect  # noqa: PLC0415
-
-        return cls(await connect(url, compression=None, max_size=None))
-
-    async def _read(self) -> None:
-        from websockets.exceptions import ConnectionClosed  # noqa: PLC0415
-
-        try:
-            async for message in self._ws:
-                self._fifo.resolve(message.encode() if isinstance(message, str) else message)
-        except (ConnectionClosed, OSError) as e:
-            self._fifo.fail(e)
-        else:
-            self._fifo.fail(ConnectionResetError("closed"))
-
-    async def _send(self, message: memoryview | str) -> bytes:
-        fut = self._fifo.expect()
-        await self._ws.send(message)
-        return await fut
+        return cls(await WebsocketsClient.open(url))
 
     async def send_points(self, points: Points) -> Ack:
-        reply = await self._send(points.data.cast("B"))
+        reply = await self._client.call(points.data.cast("B"))
         return _ack(np.frombuffer(reply, dtype=np.float64))
 
     async def ping(self) -> None:
-        await self._send(_PING.hex())
+        await self._client.call(_PING.hex())
 
     async def close(self) -> None:
-        await self._ws.close()
-        await self._task
+        await self._client.close()
 
 
 class Gatewire:

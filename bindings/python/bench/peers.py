@@ -185,13 +185,19 @@ class WebsocketsClient:
         return cls(await connect(url, compression=None))
 
     async def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed  # noqa: PLC0415
+
         try:
             async for message in self._ws:
-                self._fifo.resolve(message)
-        except Exception as e:
+                # A text message is echoed as text.
+                self._fifo.resolve(message.encode() if isinstance(message, str) else message)
+        except (ConnectionClosed, OSError) as e:
             self._fifo.fail(e)
+        else:
+            self._fifo.fail(ConnectionResetError("closed"))
 
-    async def call(self, payload: bytes) -> bytes:
+    async def call(self, payload: bytes | memoryview | str) -> bytes:
+        """``payload`` as one message (text for a ``str``), and the reply."""
         fut = self._fifo.expect()
         await self._ws.send(payload)
         return await fut
